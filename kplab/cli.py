@@ -1,0 +1,179 @@
+"""The `kplab` command line (also `python -m kplab`).
+
+Contract (DESIGN section 4): bad input, usage errors included, exits 2 with
+exactly one line on stderr, `kplab: error: FILE:LINE: what is wrong`, and no
+traceback; success exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import KplabError, ParseError
+
+EXIT_BAD_INPUT = 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog.split()[-1] if ' ' in self.prog else 'kplab'}: {message}")
+
+
+def _port(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"port {n} is out of range (0-65535)")
+    return n
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} must be at least 1")
+    return n
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="kplab", description="Simulate how netfilter and kube-proxy move a packet.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("trace", help="walk one packet through a node's rules",
+                       description="Walk the first packet of a new connection through a node's rules.")
+    t.add_argument("--rules", required=True, metavar="FILE", help="iptables-save output or iptables-restore input")
+    t.add_argument("--topology", metavar="FILE", help="JSON topology (parts of the standard node to replace)")
+    t.add_argument("--from", dest="from_", required=True, metavar="NAME",
+                   help="a Pod of the topology, node, peer, a peer Pod or an external host")
+    t.add_argument("--dst", required=True, metavar="IP")
+    t.add_argument("--src", metavar="IP", help="override the source address")
+    t.add_argument("--proto", default="tcp", choices=("tcp", "udp", "sctp", "icmp"))
+    t.add_argument("--sport", type=_port, default=None)
+    t.add_argument("--dport", type=_port, default=None)
+    t.add_argument("--all-paths", action="store_true", help="every outcome of the random statistic rules")
+    t.add_argument("--max-paths", type=_positive, default=10000)
+    t.add_argument("--sample", type=_positive, default=None, metavar="N",
+                   help="with --all-paths: N seeded random paths instead of all")
+    t.add_argument("--seed", type=_int, default=0)
+    t.add_argument("--assume-unsupported", choices=("match", "nomatch"), default=None,
+                   help="what a match kplab does not model does when the walk reaches it")
+    t.add_argument("--json", action="store_true")
+    t.add_argument("--brief", action="store_true", help="list only the steps that did something")
+
+    s = sub.add_parser("save", help="print rules as iptables-save prints them after loading",
+                       description="Print the ruleset exactly as iptables-save would after iptables-restore.")
+    s.add_argument("--rules", required=True, metavar="FILE")
+    return p
+
+
+def _load_rules(path: str, strict: bool):
+    from .netfilter.iptables_save import load
+    return load(path, unsupported="error" if strict else "opaque")
+
+
+def cmd_save(args, out) -> int:
+    rs = _load_rules(args.rules, strict=True)
+    out.write(rs.save())
+    return 0
+
+
+def cmd_trace(args, out) -> int:
+    from .node import Node
+    from .topology import Topology
+    rs = _load_rules(args.rules, strict=False)
+    topo = Topology.load(args.topology, family=rs.family) if args.topology else None
+    node = Node(rs, topo, seed=args.seed, assume_unsupported=args.assume_unsupported)
+    pkt = node.packet(args.from_, args.dst, args.proto,
+                      args.dport if args.dport is not None or args.proto == "icmp" else 80,
+                      args.sport, args.src)
+    for w in rs.warnings:
+        print(f"kplab: warning: {w}", file=sys.stderr)
+    if args.all_paths:
+        from .errors import TooManyPathsError
+        try:
+            outcomes = node.all_paths(pkt, args.from_, max_paths=args.max_paths, sample=args.sample)
+        except TooManyPathsError as e:
+            raise KplabError(str(e)) from None
+        if args.json:
+            first = outcomes[0] if outcomes else None
+            obj = {"input": first.input_json() if first else None,
+                   "outcomes": [dict(probability=o.probability, **o.outcome_json()) for o in outcomes]}
+            if args.sample:
+                obj["sampled"] = True
+            warns = list(rs.warnings) + sorted({w for o in outcomes for w in o.warnings})
+            if warns:
+                obj["warnings"] = warns
+            json.dump(obj, out, indent=2)
+            out.write("\n")
+        else:
+            out.write(f"{pkt} from {args.from_}: {len(outcomes)} {'sampled ' if args.sample else ''}"
+                      f"path{'s' if len(outcomes) != 1 else ''}\n")
+            for n, o in enumerate(outcomes, 1):
+                out.write(f"{n:3d}. p={o.probability:.6f}  {o.summary()}\n")
+        return 0
+    trace = node.send(pkt, args.from_)
+    if args.json:
+        obj = trace.to_json()
+        warns = list(rs.warnings) + list(trace.warnings)
+        if warns:
+            obj["warnings"] = warns
+        json.dump(obj, out, indent=2)
+        out.write("\n")
+    else:
+        out.write(trace.journey(verbose=not args.brief) + "\n")
+        for w in trace.warnings:
+            print(f"kplab: warning: {w}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"trace": cmd_trace, "save": cmd_save}
+
+
+def main(argv=None, out=None) -> int:
+    out = out if out is not None else sys.stdout
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args, out)
+    except _UsageError as e:
+        _error(str(e))
+    except ParseError as e:
+        _error(str(e))
+    except KplabError as e:
+        _error(str(e))
+    except RecursionError:
+        _error("the input nests too deeply to be processed")
+    except MemoryError:
+        _error("the input is too large to be processed in memory")
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_BAD_INPUT
+
+
+def _error(message: str) -> None:
+    line = " ".join(message.split("\n")[0].split())
+    print(f"kplab: error: {line}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

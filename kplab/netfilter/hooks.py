@@ -1,0 +1,81 @@
+"""Netfilter's facts: hooks, tables, priorities and where targets are valid.
+
+Facts are data, not branches: the engine, the validator and the diagrams all
+read these tables. Priorities are those of the kernel's
+`include/uapi/linux/netfilter_ipv4.h` (`enum nf_ip_hook_priorities`); lower
+numbers run first at a hook.
+"""
+from __future__ import annotations
+
+HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+
+#: Priority of each table (and of conntrack itself) at every hook it sits on.
+PRIORITY = {
+    "raw": -300,
+    "conntrack": -200,
+    "mangle": -150,
+    "nat-dst": -100,
+    "filter": 0,
+    "security": 50,
+    "nat-src": 100,
+    "confirm": 2**31 - 1,
+}
+
+#: The built-in chains of each table, in hook order.
+TABLE_CHAINS = {
+    "raw": ("PREROUTING", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "security": ("INPUT", "FORWARD", "OUTPUT"),
+}
+
+#: The order iptables-save (nf_tables backend) prints tables in.
+SAVE_TABLE_ORDER = ("mangle", "security", "raw", "filter", "nat")
+
+#: What runs at each hook, in priority order. "conntrack" looks up or creates
+#: the connection's entry; "confirm" makes a new entry permanent.
+HOOK_ORDER = {
+    "PREROUTING": ("raw", "conntrack", "mangle", "nat"),
+    "INPUT": ("mangle", "filter", "security", "nat", "confirm"),
+    "FORWARD": ("mangle", "filter", "security"),
+    "OUTPUT": ("raw", "conntrack", "mangle", "nat", "filter", "security"),
+    "POSTROUTING": ("mangle", "nat", "confirm"),
+}
+
+#: The nat table's kind of translation at each hook: destination NAT before
+#: routing, source NAT after it (netfilter's NF_NAT_MANIP_DST / _SRC).
+NAT_MANIP = {
+    "PREROUTING": "dst",
+    "OUTPUT": "dst",
+    "INPUT": "src",
+    "POSTROUTING": "src",
+}
+
+#: Targets the kernel accepts only in some tables and hooks (xt_target .table
+#: and .hooks). A ruleset that reaches one from another hook, even through user
+#: chains, is refused at load time.
+TARGET_HOOKS = {
+    "DNAT": ("nat", ("PREROUTING", "OUTPUT")),
+    "SNAT": ("nat", ("POSTROUTING", "INPUT")),
+    "MASQUERADE": ("nat", ("POSTROUTING",)),
+    "REDIRECT": ("nat", ("PREROUTING", "OUTPUT")),
+    "REJECT": ("filter", ("INPUT", "FORWARD", "OUTPUT")),
+}
+
+#: Built-in chains in which iptables refuses `-i` (no input interface yet) or
+#: `-o` (no output interface yet). It checks the chain's name only.
+NO_IN_IFACE = ("OUTPUT", "POSTROUTING")
+NO_OUT_IFACE = ("PREROUTING", "INPUT")
+
+#: nf_tables refuses a ruleset whose jumps nest deeper than this from a base
+#: chain (NFT_JUMP_STACK_SIZE); a reachable jump loop is the common way to hit it.
+JUMP_STACK_SIZE = 16
+
+#: Tables iptables knows.
+TABLES = tuple(TABLE_CHAINS)
+
+
+def tables_at(hook: str) -> tuple[str, ...]:
+    """The tables with a built-in chain at `hook`, in the order they run."""
+    return tuple(t for t in HOOK_ORDER[hook] if t in TABLE_CHAINS)

@@ -1,0 +1,711 @@
+"""Read and write the iptables-save / iptables-restore text format.
+
+`parse()` reads what `iptables-save` prints and what `iptables-restore`
+accepts (kube-proxy writes the latter: `-d 10.0.0.1` without `/32`,
+`--or-mark`, unquoted comments, `-X` lines). It refuses, with the file and
+line, what the kernel (iptables 1.8.9, nf_tables backend) refuses.
+
+`save()` prints a ruleset exactly as `iptables-save` prints it after the
+kernel loaded it: addresses with their prefix, generic options first, `-m
+tcp` added where iptables adds it, marks and probabilities in the kernel's
+form, comments quoted as xtables_save_string quotes them.
+
+Syntax of one rule line (after `-A CHAIN`), as iptables reads it:
+
+    rule    := (["!"] generic | "-m" MODULE | ["!"] "--OPTION" VALUE*)* [target]
+    generic := -s ADDR | -d ADDR | -p PROTO | -i IFACE | -o IFACE | -f | -c P,B
+    target  := -j TARGET option* | -g CHAIN
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ParseError, RulesetError
+from .hooks import JUMP_STACK_SIZE, NO_IN_IFACE, NO_OUT_IFACE, TABLE_CHAINS, TARGET_HOOKS, TABLES
+from .matches import (MATCHES, Destination, Fragment, InInterface, OpaqueMatch, OutInterface,
+                      Protocol, Source)
+from .rules import Chain, Opt, Rule, RuleContext, Ruleset, Table
+from .targets import TARGETS, Goto, Jump, OpaqueTarget
+from .values import OptionError, parse_addr_mask, parse_proto
+
+# --------------------------------------------------------------------------
+# Tokens
+
+class _TokenError(ValueError):
+    pass
+
+
+def tokenize(line: str) -> list[str]:
+    """Split a line into words the way iptables-restore does.
+
+    Words are separated by blanks; a double-quoted string is one word without
+    its quotes, and inside it a backslash escapes the next character.
+    """
+    if '"' not in line and "\\" not in line:
+        return line.split()
+    words, buf, quoted, escaped, have = [], [], False, False, False
+    for c in line:
+        if quoted:
+            if escaped:
+                buf.append(c)
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                quoted = False
+            else:
+                buf.append(c)
+            continue
+        if c == '"':
+            quoted, have = True, True
+        elif c in " \t\n":
+            if buf or have:
+                words.append("".join(buf))
+                buf, have = [], False
+        else:
+            buf.append(c)
+    if quoted:
+        raise _TokenError("unbalanced quote: a double-quoted string is not closed")
+    if buf or have:
+        words.append("".join(buf))
+    return words
+
+
+def _column(line: str, index: int) -> int | None:
+    """The column where word `index` starts (for the caret in an error)."""
+    col, n, i = None, -1, 0
+    quoted = False
+    start = True
+    while i < len(line):
+        c = line[i]
+        if not quoted and c in " \t":
+            start = True
+        else:
+            if start:
+                n += 1
+                if n == index:
+                    return i
+                start = False
+            if c == '"':
+                quoted = not quoted
+        i += 1
+    return col
+
+
+# --------------------------------------------------------------------------
+# One rule
+
+GENERIC = {
+    "-s": "s", "--source": "s", "--src": "s",
+    "-d": "d", "--destination": "d", "--dst": "d",
+    "-p": "p", "--protocol": "p",
+    "-i": "i", "--in-interface": "i",
+    "-o": "o", "--out-interface": "o",
+    "-j": "j", "--jump": "j",
+    "-g": "g", "--goto": "g",
+    "-m": "m", "--match": "m",
+    "-f": "f", "--fragment": "f",
+    "-c": "c", "--set-counters": "c",
+}
+_GENERIC_LONG = sorted(k for k in GENERIC if k.startswith("--"))
+PROTO_MODULES = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp"}
+MAX_CHAIN_NAME = 28
+IFNAMSIZ = 16
+
+
+class _RuleError(Exception):
+    def __init__(self, message, pos=None):
+        super().__init__(message)
+        self.message, self.pos = message, pos
+
+
+@dataclass
+class _Loaded:
+    """A module while its options are being collected."""
+    cls: object
+    opts: list
+    pos: int
+    implicit: bool = False
+    opaque_args: list | None = None
+
+    def lookup(self, name: str):
+        if self.opaque_args is not None:
+            return None
+        o = self.cls.OPTIONS
+        if name in o:
+            return name
+        return self.cls.ALIASES.get(name)
+
+    def names(self):
+        if self.opaque_args is not None:
+            return []
+        return list(self.cls.OPTIONS) + list(self.cls.ALIASES)
+
+
+def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
+               chains=(), unsupported: str = "error", line: int | None = None,
+               counters=None) -> Rule:
+    """Parse the words of one rule (what follows `-A CHAIN`).
+
+    `chains` are the chain names of the table known so far (a `-j NAME` that
+    is neither a target nor one of them is refused, as iptables does).
+    `unsupported` is "error" (refuse modules kplab does not model) or
+    "opaque" (keep them, unexamined). Raises `_RuleError`.
+    """
+    src = dst = proto = iin = iout = frag = None
+    modules: list[_Loaded] = []
+    target: _Loaded | None = None
+    jump = None
+    invert = False
+    n = len(words)
+    i = 0
+    while i < n:
+        w = words[i]
+        if w == "!":
+            if invert:
+                raise _RuleError("multiple \"!\" flags not allowed", i)
+            invert = True
+            i += 1
+            continue
+        g = GENERIC.get(w)
+        if g is None and w.startswith("--") and len(w) > 2:
+            g = _generic_prefix(w, modules, target)
+        if g is not None:
+            if g == "f":
+                if frag is not None:
+                    raise _RuleError("multiple -f flags not allowed", i)
+                frag = Fragment(invert)
+                invert = False
+                i += 1
+                continue
+            if i + 1 >= n:
+                raise _RuleError(f"option \"{w}\" requires an argument", i)
+            val = words[i + 1]
+            try:
+                if g in "sd":
+                    if (src if g == "s" else dst) is not None:
+                        raise _RuleError(f"multiple -{g} flags not allowed", i)
+                    if "," in val:
+                        raise _RuleError(f"{val!r}: lists of addresses expand into several rules; "
+                                         "write one rule per address", i + 1)
+                    am = parse_addr_mask(val, family)
+                    if g == "s":
+                        src = Source(am, invert)
+                    else:
+                        dst = Destination(am, invert)
+                elif g == "p":
+                    if proto is not None:
+                        raise _RuleError("multiple -p flags not allowed", i)
+                    num = parse_proto(val)
+                    if num == 0 and invert:
+                        raise _RuleError("rule would never match protocol (\"! -p 0\")", i)
+                    proto = Protocol(num, invert)
+                elif g in "io":
+                    if (iin if g == "i" else iout) is not None:
+                        raise _RuleError(f"multiple -{g} flags not allowed", i)
+                    if len(val) >= IFNAMSIZ:
+                        raise _RuleError(f"interface name {val!r} must be shorter than {IFNAMSIZ} characters", i + 1)
+                    if g == "i" and chain in NO_IN_IFACE:
+                        raise _RuleError(f"can't use -i with {chain}", i)
+                    if g == "o" and chain in NO_OUT_IFACE:
+                        raise _RuleError(f"can't use -o with {chain}", i)
+                    m = (InInterface if g == "i" else OutInterface)(val, invert)
+                    if g == "i":
+                        iin = m
+                    else:
+                        iout = m
+                elif g == "m":
+                    if invert:
+                        raise _RuleError("unexpected \"!\" before -m", i)
+                    cls = MATCHES.get(val)
+                    if cls is not None:
+                        modules.append(_Loaded(cls, [], i))
+                    elif unsupported == "opaque" and val:
+                        modules.append(_Loaded(None, [], i, opaque_args=[val]))
+                    else:
+                        raise _RuleError(f"match \"{val}\" is not modelled by kplab" if val else
+                                         "empty match name", i + 1)
+                elif g in "jg":
+                    if target is not None or jump is not None:
+                        raise _RuleError("multiple -j/-g flags not allowed", i)
+                    if invert:
+                        raise _RuleError("cannot have ! before -j", i)
+                    if g == "g":
+                        if val not in chains:
+                            raise _RuleError(f"chain {val!r} does not exist (goto)", i + 1)
+                        jump = Goto(val)
+                    elif val in TARGETS:
+                        target = _Loaded(TARGETS[val], [], i)
+                    elif val in chains:
+                        jump = Jump(val)
+                    elif unsupported == "opaque" and val and val.upper() == val and val not in TABLE_CHAINS["mangle"]:
+                        target = _Loaded(None, [], i, opaque_args=[val])
+                    else:
+                        raise _RuleError(f"chain or target {val!r} does not exist", i + 1)
+                elif g == "c":
+                    a, comma, b = val.partition(",")
+                    if not (comma and a.isdigit() and b.isdigit()):
+                        raise _RuleError(f"-c needs PACKETS,BYTES, got {val!r}", i + 1)
+                    counters = (int(a), int(b))
+            except OptionError as e:
+                raise _RuleError(str(e), i + 1) from None
+            invert = False
+            i += 2
+            continue
+        if w.startswith("-") and len(w) > 1:
+            owner, name = _find_owner(w, modules, target, proto)
+            if owner is None:
+                last = target if target is not None and target.opaque_args is not None else (
+                    modules[-1] if modules and modules[-1].opaque_args is not None else None)
+                if last is not None:
+                    if invert:
+                        last.opaque_args.append("!")
+                    last.opaque_args.append(w)
+                    i += 1
+                    while i < n and not words[i].startswith("-") and words[i] != "!":
+                        last.opaque_args.append(words[i])
+                        i += 1
+                    invert = False
+                    continue
+                raise _RuleError(f"unknown option \"{w}\"", i)
+            if owner == "implicit":
+                owner = _Loaded(MATCHES[PROTO_MODULES[proto.proto]], [], i, implicit=True)
+                modules.append(owner)
+            nargs, invertible = owner.cls.OPTIONS[name]
+            if invert and not invertible:
+                raise _RuleError(f"option \"--{name}\" cannot be inverted", i)
+            if i + nargs >= n and nargs:
+                raise _RuleError(f"option \"--{name}\" requires an argument", i)
+            values = tuple(words[i + 1:i + 1 + nargs])
+            owner.opts.append(Opt(name, values, invert, i))
+            invert = False
+            i += 1 + nargs
+            continue
+        raise _RuleError(f"bad argument \"{w}\"", i)
+    if invert:
+        raise _RuleError("\"!\" at the end of the rule negates nothing", n - 1)
+
+    ip = tuple(x for x in (src, dst, iin, iout, proto, frag) if x is not None)
+    # iptables drops "-i +" and "-p all": they match everything.
+    ip = tuple(x for x in ip if not ((isinstance(x, (InInterface, OutInterface)) and x.iface == "+"
+                                      and not x.invert) or (isinstance(x, Protocol) and x.proto == 0)))
+    ctx = RuleContext(table, chain, family, proto.proto if proto else 0, proto.invert if proto else False)
+    built = []
+    for m in modules:
+        if m.opaque_args is not None:
+            built.append(OpaqueMatch(module=m.opaque_args[0], args=tuple(m.opaque_args[1:])))
+            continue
+        try:
+            obj = m.cls.from_options(m.opts, ctx)
+            if obj is not None:
+                obj.check(ctx)
+                built.append(obj)
+        except OptionError as e:
+            raise _RuleError(str(e), m.opts[0].pos if m.opts else m.pos) from None
+    tgt = jump
+    if target is not None:
+        if target.opaque_args is not None:
+            tgt = OpaqueTarget(target=target.opaque_args[0], args=tuple(target.opaque_args[1:]))
+        else:
+            try:
+                tgt = target.cls.from_options(target.opts, ctx)
+                tgt.check(ctx)
+            except OptionError as e:
+                raise _RuleError(str(e), target.opts[0].pos if target.opts else target.pos) from None
+    return Rule(ip, tuple(built), tgt, line=line, counters=counters)
+
+
+def _generic_prefix(w, modules, target):
+    """getopt_long accepts an unambiguous prefix of a long option."""
+    cands = [k for k in _GENERIC_LONG if k.startswith(w)]
+    if not cands:
+        return None
+    others = [n for m in modules + ([target] if target else []) for n in m.names() if ("--" + n).startswith(w)]
+    if len({GENERIC[k] for k in cands}) == 1 and not others:
+        return GENERIC[cands[0]]
+    return None
+
+
+def _find_owner(w, modules, target, proto):
+    """Which loaded module takes option `w`: the target first, then the
+    matches in the order they were loaded, then the protocol's own match
+    (`-p tcp --dport 80` loads `-m tcp`), as iptables' command_default does."""
+    if not w.startswith("--"):
+        return None, None
+    name = w[2:]
+    # iptables merges each newly loaded module's options in front of the
+    # older ones, so the most recently loaded module that knows the option
+    # takes it (a rule may load `-m recent` twice).
+    owners = sorted(modules + ([target] if target is not None else []), key=lambda m: -m.pos)
+    for o in owners:
+        canon = o.lookup(name)
+        if canon:
+            return o, canon
+    implicit_cls = None
+    if proto is not None and not proto.invert and proto.proto in PROTO_MODULES:
+        implicit_cls = MATCHES[PROTO_MODULES[proto.proto]]
+        if any(m.cls is implicit_cls for m in modules):
+            implicit_cls = None
+    if implicit_cls is not None and (name in implicit_cls.OPTIONS or name in implicit_cls.ALIASES):
+        return "implicit", implicit_cls.ALIASES.get(name, name)
+    # unambiguous prefix of a loaded module's option
+    hits = []
+    for o in owners:
+        for n in o.names():
+            if n.startswith(name):
+                hits.append((o, o.lookup(n)))
+    if implicit_cls is not None:
+        for n in list(implicit_cls.OPTIONS) + list(implicit_cls.ALIASES):
+            if n.startswith(name):
+                hits.append(("implicit", implicit_cls.ALIASES.get(n, n)))
+    uniq = {(id(o), c) for o, c in hits}
+    if len(uniq) == 1:
+        return hits[0]
+    return None, None
+
+
+# --------------------------------------------------------------------------
+# Whole files
+
+COMMANDS = {
+    "-A": "A", "--append": "A", "-I": "I", "--insert": "I", "-D": "D", "--delete": "D",
+    "-R": "R", "--replace": "R", "-N": "N", "--new-chain": "N", "--new": "N",
+    "-X": "X", "--delete-chain": "X", "-F": "F", "--flush": "F", "-Z": "Z", "--zero": "Z",
+    "-P": "P", "--policy": "P", "-E": "E", "--rename-chain": "E",
+}
+
+
+class _TableBuilder:
+    def __init__(self, name: str, line: int):
+        self.name, self.line = name, line
+        self.chains: dict[str, list] = {}
+        self.policies: dict[str, str | None] = {}
+        for c in TABLE_CHAINS[name]:
+            self.chains[c] = []
+            self.policies[c] = "ACCEPT"
+
+    def freeze(self) -> Table:
+        builtin = [c for c in TABLE_CHAINS[self.name] if c in self.chains]
+        users = sorted(c for c in self.chains if c not in TABLE_CHAINS[self.name])
+        return Table(self.name, {c: Chain(c, tuple(self.chains[c]), self.policies[c]) for c in builtin + users})
+
+
+def parse(text: str, source: str | None = None, *, family: int | None = None,
+          unsupported: str = "error") -> Ruleset:
+    """Parse iptables-save output or iptables-restore input into a Ruleset.
+
+    `source` names the file in error messages. `family` is 4 or 6; by default
+    it is guessed from the addresses in the text. `unsupported` is "error"
+    (refuse a module kplab does not model, as `kplab save` must) or "opaque"
+    (load it unexamined and list it in `Ruleset.warnings`).
+    """
+    if text.startswith("\ufeff"):
+        raise ParseError("the file starts with a byte-order mark (BOM); save it as plain UTF-8",
+                         file=source, line=1)
+    if "\x00" in text:
+        ln = text[:text.index("\x00")].count("\n") + 1
+        raise ParseError("binary data (a NUL byte): this is not iptables-save text", file=source, line=ln)
+    if family is None:
+        family = guess_family(text)
+    tables: dict[str, Table] = {}
+    warnings: list[str] = []
+    cur: _TableBuilder | None = None
+    lines = text.split("\n")
+    for ln, raw in enumerate(lines, 1):
+        if raw.endswith("\r"):
+            raise ParseError("line ends with a carriage return (CRLF line endings); convert the file to "
+                             "Unix line endings", file=source, line=ln, text=raw.rstrip("\r"))
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+
+        def err(msg, pos=None, cls=ParseError, hint=None):
+            col = _column(raw, pos) if pos is not None else None
+            return cls(msg, file=source, line=ln, text=raw, column=col, hint=hint)
+
+        if line.startswith("*"):
+            if cur is not None:
+                raise err(f"table {cur.name!r} (line {cur.line}) has no COMMIT before the next table")
+            name = line[1:].strip()
+            if name not in TABLES:
+                raise err(f"unknown table {name!r} (known: {', '.join(TABLES)})")
+            cur = _TableBuilder(name, ln)
+            continue
+        if line == "COMMIT":
+            if cur is None:
+                raise err("COMMIT outside a table (no *table line before it)")
+            tables[cur.name] = _finish_table(cur, source, family)
+            cur = None
+            continue
+        if cur is None:
+            raise err("line before the first *table line (every rule belongs to a table: start with "
+                      "*filter, *nat, ...)")
+        counters = None
+        if line.startswith("["):
+            close = line.find("]")
+            pc, colon, bc = line[1:close].partition(":") if close > 0 else ("", "", "")
+            if close < 0 or not (colon and pc.isdigit() and bc.isdigit()):
+                raise err("bad counters: expected [PACKETS:BYTES]", 0)
+            counters = (int(pc), int(bc))
+            line = line[close + 1:].lstrip()
+            raw = line
+        if line.startswith(":"):
+            parts = line[1:].split()
+            if len(parts) < 2:
+                raise err("chain line needs a name and a policy: \":NAME POLICY [0:0]\"")
+            name, policy = parts[0], parts[1]
+            builtin = name in TABLE_CHAINS[cur.name]
+            if builtin:
+                # "-" keeps the current policy (iptables-restore input may say so)
+                if policy not in ("ACCEPT", "DROP", "-"):
+                    raise err(f"bad policy {policy!r} for built-in chain {name} (ACCEPT or DROP)", 1)
+                if policy != "-":
+                    cur.policies[name] = policy
+            else:
+                _check_chain_name(name, err)
+                if name not in cur.chains:
+                    cur.chains[name] = []
+                    cur.policies[name] = None
+            continue
+        try:
+            words = tokenize(line)
+        except _TokenError as e:
+            raise err(str(e)) from None
+        cmd = COMMANDS.get(words[0])
+        if cmd is None:
+            if words[0] in ("-t", "--table"):
+                raise err("\"-t\" cannot be used in iptables-restore input; use a *table line", 0)
+            raise err(f"unknown command {words[0]!r} (expected -A, -I, -D, -R, -N, -X, -F, -Z, -P, -E, "
+                      ":CHAIN, COMMIT or *table)", 0)
+        _command(cur, cmd, words, raw if not counters else line, ln, source, family, unsupported,
+                 counters, warnings, err)
+    if cur is not None:
+        raise ParseError(f"table {cur.name!r} (line {cur.line}) has no COMMIT at the end of the file",
+                         file=source, line=len(lines) if lines[-1] else max(1, len(lines) - 1))
+    return Ruleset(tables, family, tuple(warnings), source)
+
+
+def _check_chain_name(name, err):
+    if len(name) > MAX_CHAIN_NAME:
+        raise err(f"chain name {name!r} is longer than {MAX_CHAIN_NAME} characters", 1)
+    if name.startswith(("-", "!")) or name in TARGETS or name in ("", "RETURN"):
+        raise err(f"invalid chain name {name!r}", 1)
+
+
+def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, warnings, err):
+    chains = cur.chains
+
+    def need_chain(pos=1):
+        if len(words) <= pos:
+            raise err(f"{words[0]} needs a chain name", 0)
+        c = words[pos]
+        if c not in chains:
+            raise err(f"chain {c!r} does not exist in table {cur.name} (declare it with \":{c} - [0:0]\")", pos)
+        return c
+
+    def rule_from(start, chain):
+        try:
+            r = parse_rule(words[start:], cur.name, chain, family, chains=chains, unsupported=unsupported,
+                           line=ln, counters=counters)
+        except _RuleError as e:
+            raise err(e.message, None if e.pos is None else e.pos + start) from None
+        for u in r.unsupported():
+            warnings.append(f"{source or 'rules'}:{ln}: {'-m' if not hasattr(u, 'target') else '-j'} "
+                            f"{u.name} is not modelled by kplab (loaded as opaque)")
+        return r
+
+    if cmd == "A":
+        c = need_chain()
+        chains[c].append(rule_from(2, c))
+    elif cmd == "I":
+        c = need_chain()
+        pos, start = 1, 2
+        if len(words) > 2 and words[2].isdigit():
+            pos, start = int(words[2]), 3
+            if not 1 <= pos <= len(chains[c]) + 1:
+                raise err(f"index of insertion {pos} is too big (chain {c} has {len(chains[c])} rules)", 2)
+        chains[c].insert(pos - 1, rule_from(start, c))
+    elif cmd == "D":
+        c = need_chain()
+        if len(words) == 3 and words[2].isdigit():
+            k = int(words[2])
+            if not 1 <= k <= len(chains[c]):
+                raise err(f"index of deletion {k} is too big (chain {c} has {len(chains[c])} rules)", 2)
+            del chains[c][k - 1]
+        else:
+            r = rule_from(2, c)
+            for k, old in enumerate(chains[c]):
+                if old == r:
+                    del chains[c][k]
+                    break
+            else:
+                raise err(f"no such rule in chain {c} to delete", 2)
+    elif cmd == "R":
+        c = need_chain()
+        if len(words) < 3 or not words[2].isdigit():
+            raise err("-R needs a chain and a rule number", 0)
+        k = int(words[2])
+        if not 1 <= k <= len(chains[c]):
+            raise err(f"index of replacement {k} is too big (chain {c} has {len(chains[c])} rules)", 2)
+        chains[c][k - 1] = rule_from(3, c)
+    elif cmd == "N":
+        if len(words) != 2:
+            raise err("-N needs exactly one chain name", 0)
+        _check_chain_name(words[1], err)
+        if words[1] in chains:
+            raise err(f"chain {words[1]!r} already exists", 1)
+        chains[words[1]] = []
+        cur.policies[words[1]] = None
+    elif cmd == "F":
+        for c in ([need_chain()] if len(words) > 1 else list(chains)):
+            chains[c].clear()
+    elif cmd == "X":
+        targets = [need_chain()] if len(words) > 1 else [c for c in chains if c not in TABLE_CHAINS[cur.name]]
+        for c in targets:
+            if c in TABLE_CHAINS[cur.name]:
+                raise err(f"cannot delete built-in chain {c}", 1)
+            users = [(o, r.line) for o, rs in chains.items() if o not in targets for r in rs if r.jump == c]
+            if users:
+                raise err(f"cannot delete chain {c}: rule in chain {users[0][0]} (line {users[0][1]}) "
+                          "still jumps to it", 1)
+            if chains[c] and len(words) > 1:
+                raise err(f"cannot delete chain {c}: it is not empty (flush it with -F first)", 1)
+        for c in targets:
+            del chains[c]
+            del cur.policies[c]
+    elif cmd == "Z":
+        pass
+    elif cmd == "P":
+        c = need_chain()
+        if c not in TABLE_CHAINS[cur.name]:
+            raise err(f"only built-in chains have a policy ({c} is a user chain)", 1)
+        if len(words) != 3 or words[2] not in ("ACCEPT", "DROP"):
+            raise err("-P needs a chain and ACCEPT or DROP", 0)
+        cur.policies[c] = words[2]
+    elif cmd == "E":
+        c = need_chain()
+        if len(words) != 3:
+            raise err("-E needs the old and the new chain name", 0)
+        new = words[2]
+        _check_chain_name(new, err)
+        if new in chains:
+            raise err(f"chain {new!r} already exists", 2)
+        cur.chains = {(new if k == c else k): v for k, v in chains.items()}
+        cur.policies = {(new if k == c else k): v for k, v in cur.policies.items()}
+        for k, rs in cur.chains.items():
+            for n, r in enumerate(rs):
+                if r.jump == c:
+                    rs[n] = Rule(r.ip, r.matches, type(r.target)(new), line=r.line, counters=r.counters)
+
+
+def _finish_table(cur: _TableBuilder, source, family) -> Table:
+    """Check what the kernel checks when the table is committed, then freeze it."""
+    table = cur.freeze()
+    validate_table(table, source)
+    return table
+
+
+def validate_table(table: Table, source: str | None = None) -> None:
+    """Refuse what nf_tables refuses at commit time.
+
+    - a jump or goto nesting deeper than 16 chains from a built-in chain
+      (which is how a reachable loop fails: "Too many links");
+    - a target in a table it does not belong to (REJECT outside filter, the
+      NAT targets outside nat), anywhere;
+    - a target (or addrtype --limit-iface-*) reached from a hook where it is
+      invalid, even through user chains.
+    """
+    def fail(msg, rule):
+        raise RulesetError(msg, file=source, line=rule.line if rule is not None else None)
+
+    for c in table.chains.values():
+        for r in c.rules:
+            t = r.target
+            if t is not None and t.name in TARGET_HOOKS and TARGET_HOOKS[t.name][0] != table.name:
+                fail(f"{t.name} is only valid in the {TARGET_HOOKS[t.name][0]} table, not {table.name}", r)
+    hooks_of: dict[str, set] = {}
+    for base in table.builtin_chains():
+        _reach(table, base.name, base.name, hooks_of, fail)
+    for cname, hooks in hooks_of.items():
+        for r in table.chains[cname].rules:
+            allowed = None
+            what = None
+            if r.target is not None and r.target.name in TARGET_HOOKS:
+                allowed, what = TARGET_HOOKS[r.target.name][1], r.target.name
+            for m in r.matches:
+                ah = getattr(m, "allowed_hooks", None)
+                if ah is not None and ah() is not None:
+                    allowed, what = ah(), f"-m {m.name} --limit-iface-{m.limit}"
+            if allowed is not None:
+                bad = sorted(h for h in hooks if h not in allowed)
+                if bad:
+                    via = "" if cname in TABLE_CHAINS[table.name] else f" (chain {cname} is reached from {bad[0]})"
+                    fail(f"{what} is not valid in {table.name} {bad[0]}{via}; "
+                         f"valid hooks: {', '.join(allowed)}", r)
+
+
+def _reach(table, base, start, hooks_of, fail):
+    """Walk the jump graph from a built-in chain: record which hook reaches
+    each chain; refuse loops and nesting past the kernel's jump stack."""
+    stack = [(start, 0, iter(table.chains[start].rules), (start,))]
+    hooks_of.setdefault(start, set()).add(base)
+    while stack:
+        name, depth, it, path = stack[-1]
+        for r in it:
+            j = r.jump
+            if j is None:
+                continue
+            if j in path:
+                loop = " -> ".join(path[path.index(j):] + (j,))
+                fail(f"jump loop reachable from built-in chain {base}: {loop} "
+                     "(the kernel refuses it: Too many links)", r)
+            if depth + 1 >= JUMP_STACK_SIZE:
+                fail(f"jumps nest {depth + 1} deep from built-in chain {base} (the kernel allows "
+                     f"{JUMP_STACK_SIZE - 1}): {' -> '.join(path + (j,))}", r)
+            hooks_of.setdefault(j, set()).add(base)
+            stack.append((j, depth + 1, iter(table.chains[j].rules), path + (j,)))
+            break
+        else:
+            stack.pop()
+
+
+def guess_family(text: str) -> int:
+    """6 when the rules' addresses are IPv6 (ip6tables-save text), else 4."""
+    import re
+    if re.search(r"(?m)^(?:\[\d+:\d+\]\s*)?-A .*(?:-[sd]|--to-destination|--to-source) \[?[0-9a-fA-F]*:[0-9a-fA-F:]*", text):
+        return 6
+    return 4
+
+
+# --------------------------------------------------------------------------
+# Writing
+
+def save(ruleset: Ruleset, *, counters: bool = False) -> str:
+    """The ruleset as `iptables-save` prints it (without the `#` lines)."""
+    out = []
+    for t in ruleset.ordered_tables():
+        out.append(f"*{t.name}")
+        for c in t.chains.values():
+            out.append(f":{c.name} {c.policy or '-'} [0:0]")
+        for c in t.chains.values():
+            for r in c.rules:
+                line = r.text(c.name)
+                if counters:
+                    p, b = r.counters or (0, 0)
+                    line = f"[{p}:{b}] {line}"
+                out.append(line)
+        out.append("COMMIT")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def load(path: str, **kw) -> Ruleset:
+    """Read and parse a rules file (see `parse`)."""
+    from ..errors import KplabError
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ParseError(f"not UTF-8 text (byte {e.start}): is this an iptables-save file?", file=path) from None
+    except OSError as e:
+        raise KplabError(f"{path}: {e.strerror}") from None
+    return parse(text, source=path, **kw)

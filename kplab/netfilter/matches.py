@@ -1,0 +1,998 @@
+"""Match modules: one small class per `-m` module, plus the generic criteria.
+
+Each class parses its options (`from_options`), prints the exact form
+iptables-save prints (`save`), decides (`matches`) and explains a miss
+(`why_not`). The semantics follow the kernel's xt_* modules; comments name
+the kernel behaviour where it surprises.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..packet import PORT_PROTOS, ip
+from .rules import Match, RuleContext
+from .values import (AddrMask, OptionError, parse_addr_mask, parse_port_range, parse_proto,
+                     parse_uint, parse_mark, port_range_text, proto_text, save_string)
+
+MATCHES: dict = {}
+
+
+def register(cls):
+    MATCHES[cls.name] = cls
+    return cls
+
+
+def _neg(invert: bool) -> str:
+    return "! " if invert else ""
+
+
+def _single(opts, cls_name):
+    """Refuse an option given twice, as iptables does."""
+    seen = set()
+    for o in opts:
+        if o.name in seen:
+            raise OptionError(f"{cls_name}: option \"--{o.name}\" can only be used once")
+        seen.add(o.name)
+
+
+# ==========================================================================
+# Generic criteria (-s -d -p -i -o -f)
+
+@dataclass(frozen=True)
+class Source(Match):
+    addr: AddrMask
+    invert: bool = False
+    name: ClassVar[str] = "-s"
+
+    def matches(self, pkt, ctx) -> bool:
+        return self.addr.contains(ip(pkt.src)) != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        return (f"source {pkt.src} is in {self.addr}, rule wants outside it" if self.invert
+                else f"source {pkt.src} is not in {self.addr}")
+
+    def save(self) -> str:
+        return f"{_neg(self.invert)}-s {self.addr}"
+
+
+@dataclass(frozen=True)
+class Destination(Match):
+    addr: AddrMask
+    invert: bool = False
+    name: ClassVar[str] = "-d"
+
+    def matches(self, pkt, ctx) -> bool:
+        return self.addr.contains(ip(pkt.dst)) != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        return (f"destination {pkt.dst} is in {self.addr}, rule wants outside it" if self.invert
+                else f"destination {pkt.dst} is not {self.addr}")
+
+    def save(self) -> str:
+        return f"{_neg(self.invert)}-d {self.addr}"
+
+
+@dataclass(frozen=True)
+class Protocol(Match):
+    proto: int
+    invert: bool = False
+    name: ClassVar[str] = "-p"
+
+    def matches(self, pkt, ctx) -> bool:
+        return (self.proto == 0 or pkt.proto_num == self.proto) != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        want = proto_text(self.proto)
+        return (f"protocol is {pkt.proto}, rule wants anything but {want}" if self.invert
+                else f"protocol is {pkt.proto}, rule wants {want}")
+
+    def save(self) -> str:
+        return f"{_neg(self.invert)}-p {proto_text(self.proto)}"
+
+
+def iface_matches(pattern: str, name: str | None) -> bool:
+    """Interface name test; a trailing `+` matches every name with that prefix."""
+    if name is None:
+        return False
+    if pattern.endswith("+"):
+        return name.startswith(pattern[:-1])
+    return name == pattern
+
+
+@dataclass(frozen=True)
+class InInterface(Match):
+    iface: str
+    invert: bool = False
+    name: ClassVar[str] = "-i"
+
+    def matches(self, pkt, ctx) -> bool:
+        return iface_matches(self.iface, pkt.in_iface) != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        got = pkt.in_iface or "none (created on this host)"
+        return (f"input interface is {got}, rule wants not {self.iface}" if self.invert
+                else f"input interface is {got}, rule wants {self.iface}")
+
+    def save(self) -> str:
+        return f"{_neg(self.invert)}-i {self.iface}"
+
+
+@dataclass(frozen=True)
+class OutInterface(Match):
+    iface: str
+    invert: bool = False
+    name: ClassVar[str] = "-o"
+
+    def matches(self, pkt, ctx) -> bool:
+        return iface_matches(self.iface, pkt.out_iface) != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        got = pkt.out_iface or "not chosen yet"
+        return (f"output interface is {got}, rule wants not {self.iface}" if self.invert
+                else f"output interface is {got}, rule wants {self.iface}")
+
+    def save(self) -> str:
+        return f"{_neg(self.invert)}-o {self.iface}"
+
+
+@dataclass(frozen=True)
+class Fragment(Match):
+    """`-f`: second and later fragments (kplab's packets are never fragments)."""
+    invert: bool = False
+    name: ClassVar[str] = "-f"
+
+    def matches(self, pkt, ctx) -> bool:
+        return pkt.fragment != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        return "packet is not a later fragment" if not self.invert else "packet is a later fragment"
+
+    def save(self) -> str:
+        return f"{_neg(self.invert)}-f"
+
+
+# ==========================================================================
+# tcp, udp, sctp: ports and TCP flags
+
+TCP_FLAG_BITS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20}
+TCP_FLAG_NAMES = dict(TCP_FLAG_BITS, ALL=0x3F, NONE=0)
+
+
+def _flag_list(text: str) -> int:
+    bits = 0
+    for word in text.split(","):
+        w = word.upper()
+        if w not in TCP_FLAG_NAMES:
+            raise OptionError(f"unknown TCP flag {word!r}")
+        bits |= TCP_FLAG_NAMES[w]
+    return bits
+
+
+def _flag_text(bits: int) -> str:
+    if not bits:
+        return "NONE"
+    return ",".join(n for n, b in TCP_FLAG_BITS.items() if bits & b)
+
+
+def _pkt_flags(pkt) -> int:
+    return sum(TCP_FLAG_BITS[f] for f in pkt.tcp_flags if f in TCP_FLAG_BITS)
+
+
+FULL = (0, 65535)
+
+
+def _port_ok(rng, inv, port) -> bool:
+    if rng is None:
+        return True
+    return (port is not None and rng[0] <= port <= rng[1]) != inv
+
+
+def _port_reason(which, rng, inv, port) -> str:
+    want = port_range_text(*rng)
+    return (f"{which} {port}, rule wants not {want}" if inv else f"{which} {port}, rule wants {want}")
+
+
+@dataclass(frozen=True)
+class _Ports(Match):
+    """Shared by tcp, udp and sctp: `--sport` and `--dport` ranges.
+
+    A range written as the full `:` (0-65535) is left out of the saved form;
+    inverted, iptables 1.8.9 (nf_tables) drops the test altogether, so the
+    rule matches every packet of the protocol and the module may vanish.
+    """
+
+    sport: tuple | None = None
+    sport_inv: bool = False
+    dport: tuple | None = None
+    dport_inv: bool = False
+
+    ALIASES: ClassVar[dict] = {"source-port": "sport", "destination-port": "dport"}
+    REVERSED_OK: ClassVar[bool] = False
+
+    @classmethod
+    def _parse_ports(cls, opts):
+        _single(opts, cls.name)
+        kw, dropped = {}, False
+        for o in opts:
+            if o.name in ("sport", "dport"):
+                rng = parse_port_range(o.value, allow_reversed=cls.REVERSED_OK)
+                if rng == FULL:
+                    # The full range tests nothing: kept out of the saved form,
+                    # and inverted (1.8.9, nf_tables) it is dropped altogether.
+                    dropped = dropped or o.invert
+                    continue
+                kw[o.name] = rng
+                kw[o.name + "_inv"] = o.invert
+        return kw, dropped
+
+    def check(self, ctx: RuleContext) -> None:
+        if ctx.proto_name() != self.name:
+            raise OptionError(f"{self.name} match: needs \"-p {self.name}\"")
+
+    def _save_ports(self) -> list:
+        out = []
+        for which in ("sport", "dport"):
+            rng, inv = getattr(self, which), getattr(self, which + "_inv")
+            if rng is None or (rng == FULL and not inv):
+                continue
+            out.append(f"{_neg(inv)}--{which} {port_range_text(*rng)}")
+        return out
+
+    def matches(self, pkt, ctx) -> bool:
+        return _port_ok(self.sport, self.sport_inv, pkt.sport) and _port_ok(self.dport, self.dport_inv, pkt.dport)
+
+    def why_not(self, pkt, ctx) -> str:
+        if not _port_ok(self.sport, self.sport_inv, pkt.sport):
+            return _port_reason("source port", self.sport, self.sport_inv, pkt.sport)
+        return _port_reason("destination port", self.dport, self.dport_inv, pkt.dport)
+
+    def describe(self) -> str:
+        return " ".join(self._save_ports()) or f"any {self.name}"
+
+
+@register
+@dataclass(frozen=True)
+class Tcp(_Ports):
+    flags: tuple | None = None        # (mask bits, compare bits)
+    flags_inv: bool = False
+    option: int | None = None
+    option_inv: bool = False
+
+    name: ClassVar[str] = "tcp"
+    OPTIONS: ClassVar[dict] = {"sport": (1, True), "dport": (1, True), "tcp-flags": (2, True),
+                               "syn": (0, True), "tcp-option": (1, True)}
+    ALIASES: ClassVar[dict] = {"source-port": "sport", "destination-port": "dport"}
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        kw, dropped = cls._parse_ports(opts)
+        flagged = [o for o in opts if o.name in ("tcp-flags", "syn")]
+        if len(flagged) > 1:
+            raise OptionError("tcp: only one of \"--syn\" and \"--tcp-flags\" may be given")
+        for o in opts:
+            if o.name == "tcp-flags":
+                kw["flags"] = (_flag_list(o.values[0]), _flag_list(o.values[1]))
+                kw["flags_inv"] = o.invert
+            elif o.name == "syn":
+                kw["flags"] = (0x17, 0x02)          # FIN,SYN,RST,ACK SYN
+                kw["flags_inv"] = o.invert
+            elif o.name == "tcp-option":
+                kw["option"] = parse_uint(o.value, 8, "TCP option")
+                kw["option_inv"] = o.invert
+        if dropped and not kw:
+            return None
+        return cls(**kw)
+
+    def save(self) -> str:
+        parts = ["-m tcp"] + self._save_ports()
+        if self.option is not None:
+            parts.append(f"{_neg(self.option_inv)}--tcp-option {self.option}")
+        if self.flags is not None:
+            parts.append(f"{_neg(self.flags_inv)}--tcp-flags {_flag_text(self.flags[0])} {_flag_text(self.flags[1])}")
+        return " ".join(parts)
+
+    def _flags_ok(self, pkt) -> bool:
+        if self.flags is None:
+            return True
+        return ((_pkt_flags(pkt) & self.flags[0]) == self.flags[1]) != self.flags_inv
+
+    def matches(self, pkt, ctx) -> bool:
+        if self.option is not None and not self.option_inv:
+            return False                      # kplab's packets carry no TCP options
+        return _Ports.matches(self, pkt, ctx) and self._flags_ok(pkt)
+
+    def why_not(self, pkt, ctx) -> str:
+        if self.option is not None and not self.option_inv:
+            return f"packet carries no TCP option {self.option}"
+        if not _Ports.matches(self, pkt, ctx):
+            return _Ports.why_not(self, pkt, ctx)
+        got = _flag_text(_pkt_flags(pkt) & self.flags[0])
+        return (f"TCP flags {got} (of {_flag_text(self.flags[0])}), rule wants "
+                f"{'not ' if self.flags_inv else ''}{_flag_text(self.flags[1])}")
+
+
+@register
+@dataclass(frozen=True)
+class Udp(_Ports):
+    name: ClassVar[str] = "udp"
+    OPTIONS: ClassVar[dict] = {"sport": (1, True), "dport": (1, True)}
+    # iptables 1.8.9 accepts an inverted range (4:3) for udp; it never matches.
+    REVERSED_OK: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        kw, dropped = cls._parse_ports(opts)
+        if dropped and not kw:
+            return None
+        return cls(**kw)
+
+    def save(self) -> str:
+        return " ".join(["-m udp"] + self._save_ports())
+
+
+@register
+@dataclass(frozen=True)
+class Sctp(_Ports):
+    name: ClassVar[str] = "sctp"
+    OPTIONS: ClassVar[dict] = {"sport": (1, True), "dport": (1, True), "chunk-types": (2, True)}
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if any(o.name == "chunk-types" for o in opts):
+            raise OptionError("sctp: --chunk-types is not modelled by kplab")
+        kw, dropped = cls._parse_ports(opts)
+        if dropped and not kw:
+            return None
+        return cls(**kw)
+
+    def save(self) -> str:
+        return " ".join(["-m sctp"] + self._save_ports())
+
+
+# ==========================================================================
+# icmp
+
+ICMP_TYPES = {
+    "any": (255, 0, 255),
+    "echo-reply": (0, 0, 255), "pong": (0, 0, 255),
+    "destination-unreachable": (3, 0, 255),
+    "network-unreachable": (3, 0, 0), "host-unreachable": (3, 1, 1),
+    "protocol-unreachable": (3, 2, 2), "port-unreachable": (3, 3, 3),
+    "fragmentation-needed": (3, 4, 4), "source-route-failed": (3, 5, 5),
+    "network-unknown": (3, 6, 6), "host-unknown": (3, 7, 7),
+    "network-prohibited": (3, 9, 9), "host-prohibited": (3, 10, 10),
+    "TOS-network-unreachable": (3, 11, 11), "TOS-host-unreachable": (3, 12, 12),
+    "communication-prohibited": (3, 13, 13), "host-precedence-violation": (3, 14, 14),
+    "precedence-cutoff": (3, 15, 15),
+    "source-quench": (4, 0, 255),
+    "redirect": (5, 0, 255), "network-redirect": (5, 0, 0), "host-redirect": (5, 1, 1),
+    "TOS-network-redirect": (5, 2, 2), "TOS-host-redirect": (5, 3, 3),
+    "echo-request": (8, 0, 255), "ping": (8, 0, 255),
+    "router-advertisement": (9, 0, 255), "router-solicitation": (10, 0, 255),
+    "time-exceeded": (11, 0, 255), "ttl-exceeded": (11, 0, 255),
+    "ttl-zero-during-transit": (11, 0, 0), "ttl-zero-during-reassembly": (11, 1, 1),
+    "parameter-problem": (12, 0, 255), "ip-header-bad": (12, 0, 0),
+    "required-option-missing": (12, 1, 1),
+    "timestamp-request": (13, 0, 255), "timestamp-reply": (14, 0, 255),
+    "address-mask-request": (17, 0, 255), "address-mask-reply": (18, 0, 255),
+}
+
+
+@register
+@dataclass(frozen=True)
+class Icmp(Match):
+    type: int = 255
+    code: tuple = (0, 255)
+    invert: bool = False
+
+    name: ClassVar[str] = "icmp"
+    OPTIONS: ClassVar[dict] = {"icmp-type": (1, True)}
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        _single(opts, "icmp")
+        if not opts:
+            return cls()
+        o = opts[0]
+        text = o.value
+        if text in ICMP_TYPES:
+            t, lo, hi = ICMP_TYPES[text]
+        else:
+            t_text, slash, c_text = text.partition("/")
+            t = parse_uint(t_text, 8, "ICMP type")
+            lo, hi = 0, 255
+            if slash:
+                a, colon, b = c_text.partition(":")
+                lo = parse_uint(a, 8, "ICMP code")
+                hi = parse_uint(b, 8, "ICMP code") if colon else lo
+        if t == 255:                 # iptables 1.8.9 reads type 255 as "any"
+            lo, hi = 0, 255
+        return cls(t, (lo, hi), o.invert)
+
+    def check(self, ctx):
+        if ctx.proto_name() != "icmp":
+            raise OptionError("icmp match: needs \"-p icmp\"")
+
+    def save(self) -> str:
+        if self.type == 255:
+            return f"-m icmp {_neg(self.invert)}--icmp-type any"
+        code = "" if self.code == (0, 255) else f"/{self.code[0]}"
+        return f"-m icmp {_neg(self.invert)}--icmp-type {self.type}{code}"
+
+    def matches(self, pkt, ctx) -> bool:
+        ok = self.type == 255 or (pkt.icmp_type == self.type and pkt.icmp_code is not None
+                                  and self.code[0] <= pkt.icmp_code <= self.code[1])
+        return ok != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        return f"ICMP type {pkt.icmp_type}/{pkt.icmp_code}, rule wants {_neg(self.invert)}{self.save().split()[-1]}"
+
+
+# ==========================================================================
+# multiport
+
+@register
+@dataclass(frozen=True)
+class Multiport(Match):
+    which: str = "dports"             # sports, dports or ports
+    ports: tuple = ()                 # ((lo, hi), ...)
+    invert: bool = False
+
+    name: ClassVar[str] = "multiport"
+    OPTIONS: ClassVar[dict] = {"sports": (1, True), "dports": (1, True), "ports": (1, True)}
+    ALIASES: ClassVar[dict] = {"source-ports": "sports", "destination-ports": "dports"}
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if not opts:
+            raise OptionError("multiport: one of --sports, --dports or --ports is required")
+        if len(opts) > 1:
+            raise OptionError("multiport: only one of --sports, --dports and --ports may be given")
+        o = opts[0]
+        ports, used = [], 0
+        for part in o.value.split(","):
+            if not part:
+                raise OptionError(f"multiport: empty port in {o.value!r}")
+            rng = parse_port_range(part)
+            used += 1 if rng[0] == rng[1] and ":" not in part else 2
+            ports.append(rng)
+        if used > 15:
+            raise OptionError("multiport: too many ports specified (at most 15, a range counts as two)")
+        return cls(o.name, tuple(ports), o.invert)
+
+    def check(self, ctx):
+        if ctx.proto_name() not in PORT_PROTOS:
+            raise OptionError("multiport needs \"-p tcp\", \"-p udp\", \"-p udplite\", \"-p sctp\" or \"-p dccp\"")
+
+    def _text(self) -> str:
+        return ",".join(port_range_text(lo, hi) if lo != hi else str(lo) for lo, hi in self.ports)
+
+    def save(self) -> str:
+        return f"-m multiport {_neg(self.invert)}--{self.which} {self._text()}"
+
+    def _hit(self, port) -> bool:
+        return port is not None and any(lo <= port <= hi for lo, hi in self.ports)
+
+    def matches(self, pkt, ctx) -> bool:
+        if self.which == "sports":
+            ok = self._hit(pkt.sport)
+        elif self.which == "dports":
+            ok = self._hit(pkt.dport)
+        else:
+            ok = self._hit(pkt.sport) or self._hit(pkt.dport)
+        return ok != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        got = {"sports": f"source port {pkt.sport}", "dports": f"destination port {pkt.dport}",
+               "ports": f"ports {pkt.sport} and {pkt.dport}"}[self.which]
+        return f"{got}, rule wants {'none of' if self.invert else 'one of'} {self._text()}"
+
+
+# ==========================================================================
+# comment, mark, nfacct
+
+@register
+@dataclass(frozen=True)
+class Comment(Match):
+    """A note for people; it always matches."""
+    text: str = ""
+
+    name: ClassVar[str] = "comment"
+    OPTIONS: ClassVar[dict] = {"comment": (1, False)}
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if not opts:
+            raise OptionError("comment: option \"--comment\" must be specified")
+        return cls(opts[-1].value[:255])      # the kernel keeps 255 characters
+
+    def save(self) -> str:
+        return f"-m comment --comment {save_string(self.text)}"
+
+    def matches(self, pkt, ctx) -> bool:
+        return True
+
+
+@register
+@dataclass(frozen=True)
+class Mark(Match):
+    value: int = 0
+    mask: int | None = None
+    invert: bool = False
+
+    name: ClassVar[str] = "mark"
+    OPTIONS: ClassVar[dict] = {"mark": (1, True)}
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if not opts:
+            raise OptionError("mark: option \"--mark\" must be specified")
+        _single(opts, "mark")
+        v, m = parse_mark(opts[0].value)
+        return cls(v, m, opts[0].invert)
+
+    def _text(self) -> str:
+        return f"{self.value:#x}" + ("" if self.mask is None else f"/{self.mask:#x}")
+
+    def save(self) -> str:
+        return f"-m mark {_neg(self.invert)}--mark {self._text()}"
+
+    def matches(self, pkt, ctx) -> bool:
+        mask = 0xFFFFFFFF if self.mask is None else self.mask
+        return ((pkt.mark & mask) == self.value) != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        return f"mark is {pkt.mark:#x}, rule wants {_neg(self.invert)}{self._text()}"
+
+
+@register
+@dataclass(frozen=True)
+class Nfacct(Match):
+    """An accounting object: counts bytes and packets, always matches."""
+    counter: str = ""
+
+    name: ClassVar[str] = "nfacct"
+    OPTIONS: ClassVar[dict] = {"nfacct-name": (1, False)}
+    stateful: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if not opts:
+            raise OptionError("nfacct: option \"--nfacct-name\" must be specified")
+        name = opts[-1].value
+        if len(name) > 31:
+            raise OptionError("nfacct: --nfacct-name is longer than 31 characters")
+        return cls(name)
+
+    def save(self) -> str:
+        return f"-m nfacct --nfacct-name {save_string(self.counter)}"
+
+    def matches(self, pkt, ctx) -> bool:
+        ctx.count_nfacct(self.counter)
+        return True
+
+
+# ==========================================================================
+# statistic
+
+@register
+@dataclass(frozen=True)
+class Statistic(Match):
+    """`--mode random`: matches with a probability; `--mode nth`: every n-th packet.
+
+    The kernel keeps the probability as `round(p * 2^31)` and compares a
+    random 31-bit number with it, so the real odds are `stored / 2^31`.
+    """
+
+    mode: str = "random"
+    stored: int = 0             # random: round(p * 2^31)
+    every: int = 0              # nth
+    packet: int = 0
+    invert: bool = False
+
+    name: ClassVar[str] = "statistic"
+    OPTIONS: ClassVar[dict] = {"mode": (1, False), "probability": (1, True), "every": (1, True),
+                               "packet": (1, False)}
+    stateful: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        _single(opts, "statistic")
+        o = {x.name: x for x in opts}
+        if "mode" not in o:
+            raise OptionError("statistic: option \"--mode\" must be specified"
+                              if o else "statistic: --probability must be specified when using random mode")
+        mode = o["mode"].value
+        if mode == "random":
+            if "probability" not in o:
+                raise OptionError("statistic: --probability must be specified when using random mode")
+            if "every" in o or "packet" in o:
+                raise OptionError("statistic: --every and --packet go with --mode nth")
+            try:
+                p = float(o["probability"].value)
+            except ValueError:
+                p = -1.0
+            if not 0.0 <= p <= 1.0:
+                raise OptionError("statistic: bad value for option \"--probability\", or out of range (0-1)")
+            return cls("random", stored=int(p * 0x80000000 + 0.5), invert=o["probability"].invert)
+        if mode == "nth":
+            if "probability" in o:
+                raise OptionError("statistic: --probability goes with --mode random")
+            if "every" not in o:
+                raise OptionError("statistic: --every must be specified when using nth mode")
+            if "packet" not in o:
+                raise OptionError("statistic: option \"--every\" also requires \"--packet\"")
+            every = parse_uint(o["every"].value, 32, "--every")
+            packet = parse_uint(o["packet"].value, 32, "--packet")
+            if every == 0:
+                raise OptionError("statistic: --every must be at least 1")
+            if packet > every - 1:
+                raise OptionError("statistic: the --packet p must be 0 <= p <= n-1")
+            return cls("nth", every=every, packet=packet, invert=o["every"].invert)
+        raise OptionError(f"statistic: bad mode {mode!r} (random or nth)")
+
+    @property
+    def probability(self) -> float:
+        """The kernel's real odds of a match (before `!`)."""
+        return self.stored / 0x80000000
+
+    def save(self) -> str:
+        if self.mode == "random":
+            return f"-m statistic --mode random {_neg(self.invert)}--probability {self.probability:.11f}"
+        return f"-m statistic --mode nth {_neg(self.invert)}--every {self.every} --packet {self.packet}"
+
+    def matches(self, pkt, ctx) -> bool:
+        if self.mode == "random":
+            return ctx.random_match(self) != self.invert
+        return ctx.nth_match(self) != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        if self.mode == "random":
+            p = self.probability if not self.invert else 1 - self.probability
+            return f"the random draw missed (probability {p:.4g})"
+        return f"not the packet {self.packet} of every {self.every}"
+
+    def describe(self) -> str:
+        if self.mode == "random":
+            return f"probability {self.probability:.4g}" + (" (inverted)" if self.invert else "")
+        return self.save()
+
+
+# ==========================================================================
+# addrtype
+
+ADDR_TYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE",
+              "UNREACHABLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE")
+
+
+def _types(text: str) -> int:
+    bits = 0
+    for word in text.split(","):
+        w = word.upper()
+        if w not in ADDR_TYPES:
+            raise OptionError(f"addrtype: bad type \"{word}\"")
+        bits |= 1 << ADDR_TYPES.index(w)
+    return bits
+
+
+def _types_text(bits: int) -> str:
+    return ",".join(n for i, n in enumerate(ADDR_TYPES) if bits & (1 << i))
+
+
+@register
+@dataclass(frozen=True)
+class Addrtype(Match):
+    """The routing type of an address (LOCAL, UNICAST, BROADCAST, ...)."""
+
+    src: int = 0
+    src_inv: bool = False
+    dst: int = 0
+    dst_inv: bool = False
+    limit: str | None = None     # "in" or "out"
+
+    name: ClassVar[str] = "addrtype"
+    OPTIONS: ClassVar[dict] = {"src-type": (1, True), "dst-type": (1, True),
+                               "limit-iface-in": (0, False), "limit-iface-out": (0, False)}
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        _single(opts, "addrtype")
+        kw = {}
+        for o in opts:
+            if o.name == "src-type":
+                kw.update(src=_types(o.value), src_inv=o.invert)
+            elif o.name == "dst-type":
+                kw.update(dst=_types(o.value), dst_inv=o.invert)
+            else:
+                if "limit" in kw:
+                    raise OptionError("addrtype: option \"--limit-iface-in\" cannot be used together with \"--limit-iface-out\"")
+                kw["limit"] = o.name[len("limit-iface-"):]
+        if "src" not in kw and "dst" not in kw:
+            raise OptionError("addrtype: you must specify --src-type or --dst-type")
+        return cls(**kw)
+
+    def allowed_hooks(self):
+        """--limit-iface-in needs an input interface, -out an output one."""
+        if self.limit == "in":
+            return ("PREROUTING", "INPUT", "FORWARD")
+        if self.limit == "out":
+            return ("OUTPUT", "POSTROUTING", "FORWARD")
+        return None
+
+    def save(self) -> str:
+        parts = ["-m addrtype"]
+        if self.src:
+            parts.append(f"{_neg(self.src_inv)}--src-type {_types_text(self.src)}")
+        if self.dst:
+            parts.append(f"{_neg(self.dst_inv)}--dst-type {_types_text(self.dst)}")
+        if self.limit:
+            parts.append(f"--limit-iface-{self.limit}")
+        return " ".join(parts)
+
+    def _iface(self, pkt):
+        return {"in": pkt.in_iface, "out": pkt.out_iface}.get(self.limit)
+
+    def _ok(self, addr, bits, inv, pkt, ctx) -> bool:
+        if not bits:
+            return True
+        t = ctx.addr_type(addr, self._iface(pkt) if self.limit else None)
+        return bool(bits & (1 << ADDR_TYPES.index(t))) != inv
+
+    def matches(self, pkt, ctx) -> bool:
+        return (self._ok(pkt.src, self.src, self.src_inv, pkt, ctx)
+                and self._ok(pkt.dst, self.dst, self.dst_inv, pkt, ctx))
+
+    def why_not(self, pkt, ctx) -> str:
+        for which, addr, bits, inv in (("source", pkt.src, self.src, self.src_inv),
+                                       ("destination", pkt.dst, self.dst, self.dst_inv)):
+            if not self._ok(addr, bits, inv, pkt, ctx):
+                t = ctx.addr_type(addr, self._iface(pkt) if self.limit else None)
+                return f"{which} {addr} is {t}, rule wants {_neg(inv)}{_types_text(bits)}"
+        return "addrtype does not match"
+
+
+# ==========================================================================
+# conntrack
+
+CT_STATES = ("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT")
+CT_STATUS = ("EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED")
+
+
+def _state_bits(text: str, names, what: str) -> int:
+    bits = 0
+    for word in text.split(","):
+        w = word.upper()
+        if w == "NONE" and what == "ctstatus":
+            continue
+        if w not in names:
+            raise OptionError(f"conntrack: bad {what} \"{word}\"")
+        bits |= 1 << names.index(w)
+    return bits
+
+
+@register
+@dataclass(frozen=True)
+class Conntrack(Match):
+    """Tests on the packet's connection-tracking entry (`xt_conntrack`).
+
+    `fields` holds the options in the kernel's save order, each as
+    (option, value, invert).
+    """
+
+    fields: tuple = ()
+
+    name: ClassVar[str] = "conntrack"
+    OPTIONS: ClassVar[dict] = {n: (1, True) for n in (
+        "ctstate", "ctproto", "ctorigsrc", "ctorigdst", "ctreplsrc", "ctrepldst",
+        "ctorigsrcport", "ctorigdstport", "ctreplsrcport", "ctrepldstport",
+        "ctstatus", "ctexpire", "ctdir")}
+    ORDER: ClassVar[tuple] = tuple(OPTIONS)
+    stateful: ClassVar[bool] = True
+    needs_conntrack: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if not opts:
+            raise OptionError("conntrack: at least one option is required")
+        _single(opts, "conntrack")
+        vals = {}
+        for o in opts:
+            n, v = o.name, o.value
+            if n == "ctstate":
+                val = _state_bits(v, CT_STATES, "ctstate")
+            elif n == "ctstatus":
+                val = _state_bits(v, CT_STATUS, "ctstatus")
+            elif n == "ctproto":
+                val = parse_proto(v)
+            elif n in ("ctorigsrc", "ctorigdst", "ctreplsrc", "ctrepldst"):
+                val = parse_addr_mask(v, ctx.family)
+            elif n.endswith("port"):
+                val = parse_port_range(v, allow_reversed=True)
+            elif n == "ctexpire":
+                a, colon, b = v.partition(":")
+                lo = parse_uint(a, 32, "--ctexpire")
+                hi = parse_uint(b, 32, "--ctexpire") if colon else lo
+                val = (lo, hi)
+            else:  # ctdir
+                if v.upper() not in ("ORIGINAL", "REPLY"):
+                    raise OptionError(f"conntrack: bad --ctdir {v!r} (ORIGINAL or REPLY)")
+                val = v.upper()
+            vals[n] = (val, o.invert)
+        return cls(tuple((n, *vals[n]) for n in cls.ORDER if n in vals))
+
+    @staticmethod
+    def _text(n, val) -> str:
+        if n == "ctstate":
+            return ",".join(s for i, s in enumerate(CT_STATES) if val & (1 << i))
+        if n == "ctstatus":
+            return ",".join(s for i, s in enumerate(CT_STATUS) if val & (1 << i)) or "NONE"
+        if n == "ctproto":
+            return str(val)
+        if isinstance(val, AddrMask):
+            return val.short()
+        if isinstance(val, tuple):
+            return port_range_text(*val)
+        return str(val)
+
+    def save(self) -> str:
+        return " ".join(["-m conntrack"] + [f"{_neg(inv)}--{n} {self._text(n, v)}" for n, v, inv in self.fields])
+
+    def _fail(self, pkt, ctx):
+        """The first option that fails, with what the entry has, or None."""
+        ct = ctx.conntrack_view(pkt)
+        for n, val, inv in self.fields:
+            if n == "ctstate":
+                bits = ct.state_bits()
+                if bool(bits & val) == inv:
+                    return n, val, inv, ct.state_text()
+                continue
+            if ct.entry is None:
+                return n, val, inv, "no conntrack entry"
+            got, ok = ct.field(n)
+            if n == "ctstatus":
+                hit = (got & val) == val if val else got == 0
+            elif n == "ctproto":
+                hit = got == val
+            elif isinstance(val, AddrMask):
+                hit = val.contains(ip(got))
+            elif n == "ctdir":
+                hit = got == val
+            else:
+                hit = got is not None and val[0] <= got <= val[1]
+            if hit == inv:
+                return n, val, inv, got
+        return None
+
+    def matches(self, pkt, ctx) -> bool:
+        return self._fail(pkt, ctx) is None
+
+    def why_not(self, pkt, ctx) -> str:
+        f = self._fail(pkt, ctx)
+        if f is None:
+            return "conntrack matches"
+        n, val, inv, got = f
+        if n == "ctstatus" and isinstance(got, int):
+            got = self._text(n, got)
+        return f"{n} is {got}, rule wants {_neg(inv)}{self._text(n, val)}"
+
+
+# ==========================================================================
+# recent
+
+@register
+@dataclass(frozen=True)
+class Recent(Match):
+    """Lists of recently seen addresses (`xt_recent`), shared by name on a node."""
+
+    command: str = "set"           # set, rcheck, update, remove
+    invert: bool = False
+    seconds: int = 0
+    reap: bool = False
+    hitcount: int = 0
+    rttl: bool = False
+    list_name: str = "DEFAULT"
+    mask: AddrMask | None = None
+    side: str = "rsource"
+
+    name: ClassVar[str] = "recent"
+    OPTIONS: ClassVar[dict] = {"set": (0, True), "rcheck": (0, True), "update": (0, True),
+                               "remove": (0, True), "seconds": (1, False), "reap": (0, False),
+                               "hitcount": (1, False), "rttl": (0, False), "name": (1, False),
+                               "mask": (1, False), "rsource": (0, False), "rdest": (0, False)}
+    stateful: ClassVar[bool] = True
+    COMMANDS: ClassVar[tuple] = ("set", "rcheck", "update", "remove")
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        kw = {}
+        cmds = [o for o in opts if o.name in cls.COMMANDS]
+        if len(cmds) > 1:
+            raise OptionError(f"recent: option \"--{cmds[1].name}\" cannot be used together with \"--{cmds[0].name}\"")
+        if not cmds:
+            raise OptionError("recent: you must specify one of --set, --rcheck, --update or --remove")
+        kw["command"], kw["invert"] = cmds[0].name, cmds[0].invert
+        for o in opts:
+            if o.name == "seconds":
+                kw["seconds"] = parse_uint(o.value, 32, "--seconds")
+            elif o.name == "hitcount":
+                kw["hitcount"] = parse_uint(o.value, 32, "--hitcount")
+            elif o.name in ("reap", "rttl"):
+                kw[o.name] = True
+            elif o.name == "name":
+                if not o.value or len(o.value) > 199:
+                    raise OptionError("recent: --name must be 1 to 199 characters")
+                kw["list_name"] = o.value
+            elif o.name == "mask":
+                m = parse_addr_mask(o.value, ctx.family)
+                kw["mask"] = AddrMask(ctx.family, m.addr, m.addr)
+            elif o.name in ("rsource", "rdest"):
+                kw["side"] = o.name
+        if kw.get("rttl") and kw["command"] in ("set", "remove"):
+            raise OptionError(f"recent: option \"--rttl\" cannot be used together with \"--{kw['command']}\"")
+        if kw.get("reap") and not kw.get("seconds"):
+            raise OptionError("recent: --reap needs --seconds")
+        if (kw.get("seconds") or kw.get("hitcount")) and kw["command"] in ("set", "remove"):
+            raise OptionError(f"recent: --seconds and --hitcount go with --rcheck or --update, not --{kw['command']}")
+        # The kernel keeps at most 65535 stamps per address (xt_recent).
+        if kw.get("hitcount", 0) > 65535:
+            raise OptionError("recent: hitcount is larger than the kernel's maximum (65535)", )
+        if "mask" not in kw:
+            full = (1 << (32 if ctx.family == 4 else 128)) - 1
+            kw["mask"] = AddrMask(ctx.family, full, full)
+        return cls(**kw)
+
+    def save(self) -> str:
+        parts = ["-m recent", f"{_neg(self.invert)}--{self.command}"]
+        if self.seconds:
+            parts.append(f"--seconds {self.seconds}")
+        if self.reap:
+            parts.append("--reap")
+        if self.hitcount:
+            parts.append(f"--hitcount {self.hitcount}")
+        if self.rttl:
+            parts.append("--rttl")
+        parts.append(f"--name {save_string(self.list_name)}")
+        parts.append(f"--mask {self.mask.address_text()}")
+        parts.append(f"--{self.side}")
+        return " ".join(parts)
+
+    def matches(self, pkt, ctx) -> bool:
+        return ctx.recent(self, pkt)
+
+    def why_not(self, pkt, ctx) -> str:
+        addr = pkt.src if self.side == "rsource" else pkt.dst
+        if self.command in ("rcheck", "update"):
+            need = f" {self.hitcount} times" if self.hitcount else ""
+            within = f" within {self.seconds} s" if self.seconds else ""
+            return (f"{addr} is {'in' if self.invert else 'not in'} list {self.list_name}{need}{within}")
+        return f"{addr} {'was' if self.invert else 'was not'} in list {self.list_name}"
+
+
+# ==========================================================================
+# Opaque: a module kplab does not model
+
+@dataclass(frozen=True)
+class OpaqueMatch(Match):
+    """A `-m` module kplab does not model, kept as written.
+
+    It loads so that a real node's dump can be traced, but a walk that
+    reaches it cannot decide it alone: see `assume_unsupported`.
+    """
+
+    module: str = ""
+    args: tuple = ()
+    supported: ClassVar[bool] = False
+
+    @property
+    def name(self):  # type: ignore[override]
+        return self.module
+
+    def save(self) -> str:
+        return " ".join((f"-m {self.module}",) + self.args)
+
+    def matches(self, pkt, ctx) -> bool:
+        return ctx.assume_opaque(self)
+
+    def why_not(self, pkt, ctx) -> str:
+        return f"-m {self.module} is not modelled; assumed not to match"

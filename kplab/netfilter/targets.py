@@ -1,0 +1,435 @@
+"""Targets: what a rule does when all its matches hold.
+
+Terminating targets (ACCEPT, DROP, REJECT, RETURN, the NAT targets) end the
+walk of this table at this hook; MARK and LOG act and let the walk go on. A
+jump (`-j CHAIN`) and a goto (`-g CHAIN`) are targets too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..packet import PORT_PROTOS
+from .rules import Target
+from .values import SERVICES, OptionError, parse_address, parse_mark, parse_port, parse_uint, save_string
+
+TARGETS: dict = {}
+
+
+def register(cls):
+    TARGETS[cls.name] = cls
+    return cls
+
+
+def _no_options(cls, opts):
+    if opts:
+        raise OptionError(f"{cls.name}: takes no options")
+
+
+@dataclass(frozen=True)
+class Standard(Target):
+    """ACCEPT, DROP and RETURN: the verdicts built into every chain."""
+    verdict: str = "ACCEPT"
+
+    @property
+    def name(self):  # type: ignore[override]
+        return self.verdict
+
+    def save(self) -> str:
+        return f"-j {self.verdict}"
+
+    def apply(self, pkt, ctx):
+        return self.verdict, pkt
+
+
+class _StandardFactory:
+    OPTIONS: dict = {}
+    ALIASES: dict = {}
+
+    def __init__(self, verdict):
+        self.name = verdict
+
+    def from_options(self, opts, ctx):
+        _no_options(self, opts)
+        return Standard(self.name)
+
+
+for _v in ("ACCEPT", "DROP", "RETURN"):
+    TARGETS[_v] = _StandardFactory(_v)
+
+
+@dataclass(frozen=True)
+class Jump(Target):
+    """`-j CHAIN` calls a user chain; its end (or RETURN) comes back here."""
+    chain: str = ""
+    name: ClassVar[str] = "jump"
+
+    def save(self) -> str:
+        return f"-j {self.chain}"
+
+    def apply(self, pkt, ctx):
+        return f"JUMP:{self.chain}", pkt
+
+
+@dataclass(frozen=True)
+class Goto(Target):
+    """`-g CHAIN` continues in a user chain with no way back: its end returns
+    to the chain that called the current one."""
+    chain: str = ""
+    name: ClassVar[str] = "goto"
+
+    def save(self) -> str:
+        return f"-g {self.chain}"
+
+    def apply(self, pkt, ctx):
+        return f"GOTO:{self.chain}", pkt
+
+
+# --------------------------------------------------------------------------
+# REJECT
+
+REJECT_TYPES_V4 = {
+    "icmp-net-unreachable": ("net-unreach",), "icmp-host-unreachable": ("host-unreach",),
+    "icmp-port-unreachable": ("port-unreach",), "icmp-proto-unreachable": ("proto-unreach",),
+    "icmp-net-prohibited": ("net-prohib",), "icmp-host-prohibited": ("host-prohib",),
+    "icmp-admin-prohibited": ("admin-prohib",), "tcp-reset": ("tcp-rst",),
+}
+REJECT_TYPES_V6 = {
+    "icmp6-no-route": ("no-route",), "icmp6-adm-prohibited": ("adm-prohibited",),
+    "icmp6-addr-unreachable": ("addr-unreach",), "icmp6-port-unreachable": ("port-unreach",),
+    "icmp6-policy-fail": ("policy-fail",), "icmp6-reject-route": ("reject-route",),
+    "tcp-reset": ("tcp-rst",),
+}
+
+
+@register
+@dataclass(frozen=True)
+class Reject(Target):
+    """Drop the packet and answer with an ICMP error or a TCP RST."""
+    reject_with: str = "icmp-port-unreachable"
+
+    name: ClassVar[str] = "REJECT"
+    OPTIONS: ClassVar[dict] = {"reject-with": (1, False)}
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        table = REJECT_TYPES_V4 if ctx.family == 4 else REJECT_TYPES_V6
+        if not opts:
+            return cls("icmp-port-unreachable" if ctx.family == 4 else "icmp6-port-unreachable")
+        want = opts[-1].value
+        for full, aliases in table.items():
+            if want == full or want in aliases:
+                return cls(full)
+        raise OptionError(f"REJECT: unknown reject type {want!r}")
+
+    def check(self, ctx):
+        if self.reject_with == "tcp-reset" and ctx.proto_name() != "tcp":
+            raise OptionError("REJECT: --reject-with tcp-reset needs \"-p tcp\"")
+
+    def save(self) -> str:
+        return f"-j REJECT --reject-with {self.reject_with}"
+
+    def apply(self, pkt, ctx):
+        return "REJECT", pkt
+
+
+# --------------------------------------------------------------------------
+# NAT
+
+@dataclass(frozen=True)
+class NatRange:
+    """`[ADDR[-ADDR]][:PORT[-PORT][/BASE]]`: where DNAT/SNAT may map to."""
+
+    min_addr: str | None = None
+    max_addr: str | None = None
+    min_port: int | None = None
+    max_port: int | None = None
+    base: int | None = None
+
+    def __str__(self) -> str:
+        s = ""
+        if self.min_addr:
+            a = f"[{self.min_addr}]" if ":" in self.min_addr and self.min_port is not None else self.min_addr
+            s = a if self.max_addr in (None, self.min_addr) else f"{a}-{self.max_addr}"
+        if self.min_port is not None:
+            s += f":{self.min_port}"
+            if self.max_port != self.min_port:
+                s += f"-{self.max_port}"
+            if self.base is not None:
+                s += f"/{self.base}"
+        return s
+
+
+def parse_nat_range(text: str, family: int, what: str) -> NatRange:
+    addr_text, port_text = text, None
+    if family == 6 and text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise OptionError(f"{what}: invalid address {text!r}")
+        addr_text, rest = text[1:close], text[close + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise OptionError(f"{what}: invalid {text!r}")
+            port_text = rest[1:]
+    elif family == 4 and ":" in text:
+        addr_text, _, port_text = text.partition(":")
+    kw = {}
+    if addr_text:
+        lo, dash, hi = addr_text.partition("-")
+        kw["min_addr"] = str(parse_address(lo, family))
+        kw["max_addr"] = str(parse_address(hi, family)) if dash else kw["min_addr"]
+    if port_text is not None:
+        ports, slash, base = port_text.partition("/")
+        try:
+            if ports in SERVICES:                    # "ftp-data" is one name
+                kw["min_port"] = kw["max_port"] = SERVICES[ports]
+            else:
+                lo, dash, hi = ports.partition("-")
+                if dash and not (lo.isdigit() and hi.isdigit()):
+                    raise OptionError(ports)
+                kw["min_port"] = parse_port(lo)
+                kw["max_port"] = parse_port(hi) if dash else kw["min_port"]
+        except OptionError:
+            raise OptionError(f"{what}: port {ports!r} not valid") from None
+        if kw["min_port"] > kw["max_port"]:
+            raise OptionError(f"{what}: invalid port range {port_text!r} (low > high)")
+        if slash:
+            b = parse_port(base)
+            if not 1 <= b <= 65535:
+                raise OptionError(f"{what}: invalid base port {base!r} (1-65535)")
+            kw["base"] = b
+    if not kw:
+        raise OptionError(f"{what}: empty range")
+    return NatRange(**kw)
+
+
+def _needs_port_proto(t, ctx, what):
+    if t.range is not None and t.range.min_port is not None and ctx.proto_name() not in PORT_PROTOS:
+        raise OptionError(f"{what}: a port range needs \"-p tcp\", \"-p udp\", \"-p sctp\" or \"-p dccp\"")
+
+
+@register
+@dataclass(frozen=True)
+class Dnat(Target):
+    """Rewrite the destination (first packet only; conntrack replays it)."""
+    range: NatRange | None = None
+    random: bool = False
+    persistent: bool = False
+
+    name: ClassVar[str] = "DNAT"
+    OPTIONS: ClassVar[dict] = {"to-destination": (1, False), "random": (0, False), "persistent": (0, False)}
+    needs_conntrack: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        tos = [o for o in opts if o.name == "to-destination"]
+        if not tos:
+            raise OptionError("DNAT: option \"--to-destination\" must be specified")
+        if len(tos) > 1:
+            raise OptionError("DNAT: multiple --to-destination are not supported")
+        return cls(parse_nat_range(tos[0].value, ctx.family, "DNAT"),
+                   any(o.name == "random" for o in opts), any(o.name == "persistent" for o in opts))
+
+    def check(self, ctx):
+        _needs_port_proto(self, ctx, "DNAT")
+
+    def save(self) -> str:
+        s = f"-j DNAT --to-destination {self.range}"
+        return s + (" --random" if self.random else "") + (" --persistent" if self.persistent else "")
+
+    def apply(self, pkt, ctx):
+        return "DNAT", ctx.nat(self, pkt)
+
+
+@register
+@dataclass(frozen=True)
+class Snat(Target):
+    """Rewrite the source (first packet only; conntrack replays it)."""
+    range: NatRange | None = None
+    random: bool = False
+    random_fully: bool = False
+    persistent: bool = False
+
+    name: ClassVar[str] = "SNAT"
+    OPTIONS: ClassVar[dict] = {"to-source": (1, False), "random": (0, False), "random-fully": (0, False),
+                               "persistent": (0, False)}
+    needs_conntrack: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        tos = [o for o in opts if o.name == "to-source"]
+        if not tos:
+            raise OptionError("SNAT: option \"--to-source\" must be specified")
+        if len(tos) > 1:
+            raise OptionError("SNAT: multiple --to-source are not supported")
+        names = {o.name for o in opts}
+        return cls(parse_nat_range(tos[0].value, ctx.family, "SNAT"), "random" in names,
+                   "random-fully" in names, "persistent" in names)
+
+    def check(self, ctx):
+        _needs_port_proto(self, ctx, "SNAT")
+
+    def save(self) -> str:
+        s = f"-j SNAT --to-source {self.range}"
+        return (s + (" --random" if self.random else "") + (" --random-fully" if self.random_fully else "")
+                + (" --persistent" if self.persistent else ""))
+
+    def apply(self, pkt, ctx):
+        return "SNAT", ctx.nat(self, pkt)
+
+
+@register
+@dataclass(frozen=True)
+class Masquerade(Target):
+    """Source NAT to the address of the interface the packet leaves by."""
+    ports: tuple | None = None
+    random: bool = False
+    random_fully: bool = False
+
+    name: ClassVar[str] = "MASQUERADE"
+    OPTIONS: ClassVar[dict] = {"to-ports": (1, False), "random": (0, False), "random-fully": (0, False)}
+    needs_conntrack: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        names = {o.name for o in opts}
+        ports = None
+        for o in opts:
+            if o.name == "to-ports":
+                lo, dash, hi = o.value.partition("-")
+                try:
+                    ports = (parse_port(lo), parse_port(hi) if dash else parse_port(lo))
+                except OptionError:
+                    raise OptionError(f"MASQUERADE: invalid port range {o.value!r}") from None
+                if ports[0] > ports[1]:
+                    raise OptionError(f"MASQUERADE: invalid port range {o.value!r} (low > high)")
+        return cls(ports, "random" in names, "random-fully" in names)
+
+    def check(self, ctx):
+        if self.ports is not None and ctx.proto_name() not in PORT_PROTOS:
+            raise OptionError("MASQUERADE: --to-ports needs \"-p tcp\", \"-p udp\", \"-p sctp\" or \"-p dccp\"")
+
+    def save(self) -> str:
+        s = "-j MASQUERADE"
+        if self.ports is not None:
+            s += f" --to-ports {self.ports[0]}" + (f"-{self.ports[1]}" if self.ports[1] != self.ports[0] else "")
+        return s + (" --random" if self.random else "") + (" --random-fully" if self.random_fully else "")
+
+    def apply(self, pkt, ctx):
+        return "MASQUERADE", ctx.nat(self, pkt)
+
+
+# --------------------------------------------------------------------------
+# MARK, LOG
+
+@register
+@dataclass(frozen=True)
+class MarkTarget(Target):
+    """Change the packet mark: `mark = (mark & ~mask) ^ value` (all forms save
+    as `--set-xmark value/mask`)."""
+    value: int = 0
+    mask: int = 0xFFFFFFFF
+
+    name: ClassVar[str] = "MARK"
+    OPTIONS: ClassVar[dict] = {"set-xmark": (1, False), "set-mark": (1, False), "and-mark": (1, False),
+                               "or-mark": (1, False), "xor-mark": (1, False)}
+    terminating: ClassVar[bool] = False
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if not opts:
+            raise OptionError("MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required")
+        if len(opts) > 1:
+            raise OptionError("MARK: only one of --set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark")
+        o = opts[0]
+        full = 0xFFFFFFFF
+        if o.name in ("set-xmark", "set-mark"):
+            v, m = parse_mark(o.value)
+            m = full if m is None else m
+            return cls(v, m if o.name == "set-xmark" else (m | v))
+        v = parse_uint(o.value, 32, "mark")
+        if o.name == "and-mark":
+            return cls(0, full & ~v)
+        if o.name == "or-mark":
+            return cls(v, v)
+        return cls(v, 0)
+
+    def save(self) -> str:
+        return f"-j MARK --set-xmark {self.value:#x}/{self.mask:#x}"
+
+    def apply(self, pkt, ctx):
+        return "CONTINUE", pkt.replace(mark=(pkt.mark & ~self.mask & 0xFFFFFFFF) ^ self.value)
+
+
+LOG_LEVELS = {"emerg": 0, "panic": 0, "alert": 1, "crit": 2, "err": 3, "error": 3, "warning": 4,
+              "warn": 4, "notice": 5, "info": 6, "debug": 7}
+LOG_FLAGS = ("log-tcp-sequence", "log-tcp-options", "log-ip-options", "log-uid", "log-macdecode")
+
+
+@register
+@dataclass(frozen=True)
+class Log(Target):
+    """Write a line to the kernel log; the walk goes on."""
+    prefix: str = ""
+    level: int = 4
+    flags: tuple = ()
+
+    name: ClassVar[str] = "LOG"
+    OPTIONS: ClassVar[dict] = dict({"log-level": (1, False), "log-prefix": (1, False)},
+                                   **{f: (0, False) for f in LOG_FLAGS})
+    terminating: ClassVar[bool] = False
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        kw, flags = {}, set()
+        for o in opts:
+            if o.name == "log-level":
+                v = o.value.lower()
+                if v in LOG_LEVELS:
+                    kw["level"] = LOG_LEVELS[v]
+                else:
+                    n = parse_uint(v, 8, "log level") if v.isdigit() else 99
+                    if n > 7:
+                        raise OptionError(f"LOG: unknown --log-level {o.value!r}")
+                    kw["level"] = n
+            elif o.name == "log-prefix":
+                if len(o.value) > 29:
+                    raise OptionError("LOG: Maximum prefix length 29 for --log-prefix")
+                kw["prefix"] = o.value
+            else:
+                flags.add(o.name)
+        return cls(flags=tuple(f for f in LOG_FLAGS if f in flags), **kw)
+
+    def save(self) -> str:
+        s = "-j LOG"
+        if self.prefix:
+            s += f" --log-prefix {save_string(self.prefix)}"
+        if self.level != 4:
+            s += f" --log-level {self.level}"
+        for f in self.flags:
+            s += f" --{f}"
+        return s
+
+    def apply(self, pkt, ctx):
+        ctx.log(self, pkt)
+        return "CONTINUE", pkt
+
+
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpaqueTarget(Target):
+    """A target kplab does not model, kept as written (see OpaqueMatch)."""
+    target: str = ""
+    args: tuple = ()
+    supported: ClassVar[bool] = False
+
+    @property
+    def name(self):  # type: ignore[override]
+        return self.target
+
+    def save(self) -> str:
+        return " ".join((f"-j {self.target}",) + self.args)
+
+    def apply(self, pkt, ctx):
+        return ctx.assume_opaque_target(self, pkt)
