@@ -108,7 +108,7 @@ GENERIC = {
     "-c": "c", "--set-counters": "c",
 }
 _GENERIC_LONG = sorted(k for k in GENERIC if k.startswith("--"))
-PROTO_MODULES = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp"}
+PROTO_MODULES = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmp6"}
 MAX_CHAIN_NAME = 28
 IFNAMSIZ = 16
 

@@ -429,6 +429,65 @@ class Icmp(Match):
         return f"ICMP type {pkt.icmp_type}/{pkt.icmp_code}, rule wants {_neg(self.invert)}{self.save().split()[-1]}"
 
 
+ICMP6_TYPES = {
+    "destination-unreachable": (1, 0, 255), "no-route": (1, 0, 0),
+    "communication-prohibited": (1, 1, 1), "beyond-scope": (1, 2, 2),
+    "address-unreachable": (1, 3, 3), "port-unreachable": (1, 4, 4),
+    "failed-policy": (1, 5, 5), "reject-route": (1, 6, 6),
+    "packet-too-big": (2, 0, 255), "time-exceeded": (3, 0, 255), "ttl-exceeded": (3, 0, 255),
+    "ttl-zero-during-transit": (3, 0, 0), "ttl-zero-during-reassembly": (3, 1, 1),
+    "parameter-problem": (4, 0, 255), "bad-header": (4, 0, 0), "unknown-header-type": (4, 1, 1),
+    "unknown-option": (4, 2, 2), "echo-request": (128, 0, 255), "ping": (128, 0, 255),
+    "echo-reply": (129, 0, 255), "pong": (129, 0, 255),
+    "router-solicitation": (133, 0, 255), "router-advertisement": (134, 0, 255),
+    "neighbour-solicitation": (135, 0, 255), "neighbor-solicitation": (135, 0, 255),
+    "neighbour-advertisement": (136, 0, 255), "neighbor-advertisement": (136, 0, 255),
+    "redirect": (137, 0, 255),
+}
+
+
+@register
+@dataclass(frozen=True)
+class Icmp6(Match):
+    """ip6tables' `-m icmp6 --icmpv6-type TYPE[/CODE]`."""
+
+    type: int = 0
+    code: tuple = (0, 255)
+    invert: bool = False
+
+    name: ClassVar[str] = "icmp6"
+    OPTIONS: ClassVar[dict] = {"icmpv6-type": (1, True)}
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if not opts:
+            raise OptionError("icmp6: option \"--icmpv6-type\" must be specified")
+        _single(opts, "icmp6")
+        o = opts[0]
+        if o.value in ICMP6_TYPES:
+            t, lo, hi = ICMP6_TYPES[o.value]
+        else:
+            t_text, slash, c_text = o.value.partition("/")
+            t = parse_uint(t_text, 8, "ICMPv6 type")
+            lo, hi = (parse_uint(c_text, 8, "ICMPv6 code"),) * 2 if slash else (0, 255)
+        return cls(t, (lo, hi), o.invert)
+
+    def check(self, ctx):
+        if ctx.proto_name() != "ipv6-icmp":
+            raise OptionError("icmp6 match: needs \"-p ipv6-icmp\"")
+
+    def save(self) -> str:
+        code = "" if self.code == (0, 255) else f"/{self.code[0]}"
+        return f"-m icmp6 {_neg(self.invert)}--icmpv6-type {self.type}{code}"
+
+    def matches(self, pkt, ctx) -> bool:
+        ok = pkt.icmp_type == self.type and self.code[0] <= (pkt.icmp_code or 0) <= self.code[1]
+        return ok != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        return f"ICMPv6 type {pkt.icmp_type}/{pkt.icmp_code}, rule wants {_neg(self.invert)}{self.save().split()[-1]}"
+
+
 # ==========================================================================
 # multiport
 
