@@ -18,6 +18,7 @@ Syntax of one rule line (after `-A CHAIN`), as iptables reads it:
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 from ..errors import ParseError, RulesetError
@@ -36,14 +37,55 @@ class _TokenError(ValueError):
 
 
 def tokenize(line: str) -> list[str]:
-    """Split a line into words the way iptables-restore does.
+    """Split a line into words exactly as iptables-restore (1.8.9) does.
 
-    Words are separated by blanks; a double-quoted string is one word without
-    its quotes, and inside it a backslash escapes the next character.
+    Words are separated by blanks. A double quote opens a quoted part that
+    continues the current word; the closing quote always ends the word
+    (`"a"b` is two words, `a"b c"` one). Inside quotes a backslash escapes the
+    next character. A quote never closed takes the rest of the line, newline
+    included, as the word's text.
     """
-    if '"' not in line and "\\" not in line:
+    if '"' not in line:
         return line.split()
-    words, buf, quoted, escaped, have = [], [], False, False, False
+    if "\\" in line:
+        return _tokenize_escaped(line)
+    parts = line.split('"')
+    last = len(parts) - 1
+    words, pending = [], None
+    for k, part in enumerate(parts):
+        if k & 1:                                  # inside quotes
+            if k == last:                          # never closed
+                part += "\n"
+            words.append(part if pending is None else pending + part)
+            pending = None
+            continue
+        pieces = part.split()
+        if not pieces:
+            continue
+        if k < last and part[-1] not in " \t\n":
+            words.extend(pieces[:-1])
+            pending = pieces[-1]
+        else:
+            words.extend(pieces)
+    return words
+
+
+def unclosed_quote(line: str) -> bool:
+    """Whether a line leaves a double quote open (iptables accepts it)."""
+    quoted = escaped = False
+    for c in line:
+        if quoted and escaped:
+            escaped = False
+        elif quoted and c == "\\":
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+    return quoted
+
+
+def _tokenize_escaped(line: str) -> list[str]:
+    """The character-by-character reader, for lines with backslashes."""
+    words, buf, quoted, escaped = [], [], False, False
     for c in line:
         if quoted:
             if escaped:
@@ -53,20 +95,23 @@ def tokenize(line: str) -> list[str]:
                 escaped = True
             elif c == '"':
                 quoted = False
+                words.append("".join(buf))
+                buf = []
             else:
                 buf.append(c)
             continue
         if c == '"':
-            quoted, have = True, True
+            quoted = True
         elif c in " \t\n":
-            if buf or have:
+            if buf:
                 words.append("".join(buf))
-                buf, have = [], False
+                buf = []
         else:
             buf.append(c)
     if quoted:
-        raise _TokenError("unbalanced quote: a double-quoted string is not closed")
-    if buf or have:
+        buf.append("\n")
+        words.append("".join(buf))
+    elif buf:
         words.append("".join(buf))
     return words
 
@@ -144,7 +189,7 @@ class _Loaded:
 
 def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                chains=(), unsupported: str = "error", line: int | None = None,
-               counters=None) -> Rule:
+               counters=None, cache: dict | None = None) -> Rule:
     """Parse the words of one rule (what follows `-A CHAIN`).
 
     `chains` are the chain names of the table known so far (a `-j NAME` that
@@ -168,8 +213,11 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
             i += 1
             continue
         g = GENERIC.get(w)
-        if g is None and w.startswith("--") and len(w) > 2:
-            g = _generic_prefix(w, modules, target)
+        owner = None
+        if g is None and w.startswith("-") and len(w) > 1:
+            owner, name = _find_owner(w, modules, target, proto)
+            if owner is None and w.startswith("--") and len(w) > 2:
+                g = _generic_prefix(w, modules, target)
         if g is not None:
             if g == "f":
                 if frag is not None:
@@ -186,13 +234,16 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                     if (src if g == "s" else dst) is not None:
                         raise _RuleError(f"multiple -{g} flags not allowed", i)
                     if "," in val:
-                        raise _RuleError(f"{val!r}: lists of addresses expand into several rules; "
-                                         "write one rule per address", i + 1)
-                    am = parse_addr_mask(val, family)
+                        raise _RuleError("internal: address lists are expanded before parsing", i + 1)
+                    key = (g, val, invert, family)
+                    obj = cache.get(key)
+                    if obj is None:
+                        am = parse_addr_mask(val, family)
+                        obj = cache[key] = (Source if g == "s" else Destination)(am, invert)
                     if g == "s":
-                        src = Source(am, invert)
+                        src = obj
                     else:
-                        dst = Destination(am, invert)
+                        dst = obj
                 elif g == "p":
                     if proto is not None:
                         raise _RuleError("multiple -p flags not allowed", i)
@@ -253,7 +304,6 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
             i += 2
             continue
         if w.startswith("-") and len(w) > 1:
-            owner, name = _find_owner(w, modules, target, proto)
             if owner is None:
                 last = target if target is not None and target.opaque_args is not None else (
                     modules[-1] if modules and modules[-1].opaque_args is not None else None)
@@ -285,33 +335,51 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
     if invert:
         raise _RuleError("\"!\" at the end of the rule negates nothing", n - 1)
 
-    ip = tuple(x for x in (src, dst, iin, iout, proto, frag) if x is not None)
     # iptables drops "-i +" and "-p all": they match everything.
-    ip = tuple(x for x in ip if not ((isinstance(x, (InInterface, OutInterface)) and x.iface == "+"
-                                      and not x.invert) or (isinstance(x, Protocol) and x.proto == 0)))
-    ctx = RuleContext(table, chain, family, proto.proto if proto else 0, proto.invert if proto else False)
+    if iin is not None and iin.iface == "+" and not iin.invert:
+        iin = None
+    if iout is not None and iout.iface == "+" and not iout.invert:
+        iout = None
+    ip = tuple([x for x in (src, dst, iin, iout, proto if proto is None or proto.proto else None, frag)
+                if x is not None])
+    pnum, pinv = (proto.proto, proto.invert) if proto else (0, False)
+    ctx = None
     built = []
     for m in modules:
         if m.opaque_args is not None:
             built.append(OpaqueMatch(module=m.opaque_args[0], args=tuple(m.opaque_args[1:])))
             continue
-        try:
-            obj = m.cls.from_options(m.opts, ctx)
-            if obj is not None:
-                obj.check(ctx)
-                built.append(obj)
-        except OptionError as e:
-            raise _RuleError(str(e), m.opts[0].pos if m.opts else m.pos) from None
+        key = (m.cls, tuple([o[:3] for o in m.opts]), family, pnum, pinv)
+        obj = cache.get(key, cache)
+        if obj is cache:
+            if ctx is None:
+                ctx = RuleContext(table, chain, family, pnum, pinv)
+            try:
+                obj = m.cls.from_options(m.opts, ctx)
+                if obj is not None:
+                    obj.check(ctx)
+            except OptionError as e:
+                raise _RuleError(str(e), m.opts[0].pos if m.opts else m.pos) from None
+            if not getattr(obj, "per_rule_state", False):
+                cache[key] = obj
+        if obj is not None:
+            built.append(obj)
     tgt = jump
     if target is not None:
         if target.opaque_args is not None:
             tgt = OpaqueTarget(target=target.opaque_args[0], args=tuple(target.opaque_args[1:]))
         else:
-            try:
-                tgt = target.cls.from_options(target.opts, ctx)
-                tgt.check(ctx)
-            except OptionError as e:
-                raise _RuleError(str(e), target.opts[0].pos if target.opts else target.pos) from None
+            key = (target.cls.name, tuple([o[:3] for o in target.opts]), family, pnum, pinv)
+            tgt = cache.get(key)
+            if tgt is None:
+                if ctx is None:
+                    ctx = RuleContext(table, chain, family, pnum, pinv)
+                try:
+                    tgt = target.cls.from_options(target.opts, ctx)
+                    tgt.check(ctx)
+                except OptionError as e:
+                    raise _RuleError(str(e), target.opts[0].pos if target.opts else target.pos) from None
+                cache[key] = tgt
     return Rule(ip, tuple(built), tgt, line=line, counters=counters)
 
 
@@ -326,6 +394,35 @@ def _generic_prefix(w, modules, target):
     return None
 
 
+_ADDR_OPTS = {"-s": "s", "--source": "s", "--src": "s", "-d": "d", "--destination": "d", "--dst": "d"}
+
+
+def expand_address_lists(words: list) -> list:
+    """`-s A,B` and `-d C,D` as the iptables command reads them: one rule per
+    (source, destination) pair, sources in the outer loop."""
+    where = {}
+    for k, w in enumerate(words[:-1]):
+        g = _ADDR_OPTS.get(w)
+        if g is not None and "," in words[k + 1]:
+            if k > 0 and words[k - 1] == "!":
+                raise _RuleError("! not allowed with multiple source or destination IP addresses", k - 1)
+            where[g] = k + 1
+    if not where:
+        return [words]
+    out = []
+    srcs = words[where["s"]].split(",") if "s" in where else [None]
+    dsts = words[where["d"]].split(",") if "d" in where else [None]
+    for a in srcs:
+        for b in dsts:
+            v = list(words)
+            if a is not None:
+                v[where["s"]] = a
+            if b is not None:
+                v[where["d"]] = b
+            out.append(v)
+    return out
+
+
 def _find_owner(w, modules, target, proto):
     """Which loaded module takes option `w`: the target first, then the
     matches in the order they were loaded, then the protocol's own match
@@ -336,11 +433,27 @@ def _find_owner(w, modules, target, proto):
     # iptables merges each newly loaded module's options in front of the
     # older ones, so the most recently loaded module that knows the option
     # takes it (a rule may load `-m recent` twice).
-    owners = sorted(modules + ([target] if target is not None else []), key=lambda m: -m.pos)
-    for o in owners:
-        canon = o.lookup(name)
-        if canon:
-            return o, canon
+    if target is None or (modules and modules[-1].pos > target.pos):
+        for o in reversed(modules):
+            if o.opaque_args is None:
+                cls = o.cls
+                if name in cls.OPTIONS:
+                    return o, name
+                canon = cls.ALIASES.get(name)
+                if canon:
+                    return o, canon
+        if target is not None and target.opaque_args is None:
+            canon = target.lookup(name)
+            if canon:
+                return target, canon
+        owners = modules[::-1] + ([target] if target is not None else [])
+    else:
+        owners = modules[::-1]
+        owners.insert(sum(1 for m in modules if m.pos > target.pos), target)
+        for o in owners:
+            canon = o.lookup(name)
+            if canon:
+                return o, canon
     implicit_cls = None
     if proto is not None and not proto.invert and proto.proto in PROTO_MODULES:
         implicit_cls = MATCHES[PROTO_MODULES[proto.proto]]
@@ -378,6 +491,9 @@ COMMANDS = {
 class _TableBuilder:
     def __init__(self, name: str, line: int):
         self.name, self.line = name, line
+        # nf_tables creates the table only when the section declares or adds
+        # something: "*nat" then "COMMIT" alone leaves no nat table.
+        self.touched = False
         self.chains: dict[str, list] = {}
         self.policies: dict[str, str | None] = {}
         for c in TABLE_CHAINS[name]:
@@ -407,8 +523,21 @@ def parse(text: str, source: str | None = None, *, family: int | None = None,
         raise ParseError("binary data (a NUL byte): this is not iptables-save text", file=source, line=ln)
     if family is None:
         family = guess_family(text)
+    # Parsing builds many small objects that all stay alive: the cyclic
+    # garbage collector would only rescan them again and again.
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse(text, source, family, unsupported)
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _parse(text, source, family, unsupported) -> Ruleset:
     tables: dict[str, Table] = {}
     warnings: list[str] = []
+    cache: dict = {}
     cur: _TableBuilder | None = None
     lines = text.split("\n")
     for ln, raw in enumerate(lines, 1):
@@ -434,7 +563,10 @@ def parse(text: str, source: str | None = None, *, family: int | None = None,
         if line == "COMMIT":
             if cur is None:
                 raise err("COMMIT outside a table (no *table line before it)")
-            tables[cur.name] = _finish_table(cur, source, family)
+            if cur.touched:
+                tables[cur.name] = _finish_table(cur, source, family)
+            else:
+                tables.pop(cur.name, None)
             cur = None
             continue
         if cur is None:
@@ -463,9 +595,10 @@ def parse(text: str, source: str | None = None, *, family: int | None = None,
                     cur.policies[name] = policy
             else:
                 _check_chain_name(name, err)
-                if name not in cur.chains:
-                    cur.chains[name] = []
-                    cur.policies[name] = None
+                # Declaring a user chain that exists flushes it (nf_tables).
+                cur.chains[name] = []
+                cur.policies[name] = None
+            cur.touched = True
             continue
         try:
             words = tokenize(line)
@@ -477,8 +610,13 @@ def parse(text: str, source: str | None = None, *, family: int | None = None,
                 raise err("\"-t\" cannot be used in iptables-restore input; use a *table line", 0)
             raise err(f"unknown command {words[0]!r} (expected -A, -I, -D, -R, -N, -X, -F, -Z, -P, -E, "
                       ":CHAIN, COMMIT or *table)", 0)
+        if '"' in line and unclosed_quote(line):
+            warnings.append(f"{source or 'rules'}:{ln}: a double quote is not closed; iptables-restore takes "
+                            "the rest of the line as one word, as kplab does")
         _command(cur, cmd, words, raw if not counters else line, ln, source, family, unsupported,
-                 counters, warnings, err)
+                 counters, warnings, err, cache)
+        if cmd in "AINPE":
+            cur.touched = True
     if cur is not None:
         raise ParseError(f"table {cur.name!r} (line {cur.line}) has no COMMIT at the end of the file",
                          file=source, line=len(lines) if lines[-1] else max(1, len(lines) - 1))
@@ -492,7 +630,7 @@ def _check_chain_name(name, err):
         raise err(f"invalid chain name {name!r}", 1)
 
 
-def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, warnings, err):
+def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, warnings, err, cache):
     chains = cur.chains
 
     def need_chain(pos=1):
@@ -503,20 +641,35 @@ def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, wa
             raise err(f"chain {c!r} does not exist in table {cur.name} (declare it with \":{c} - [0:0]\")", pos)
         return c
 
-    def rule_from(start, chain):
+    def rules_from(start, chain):
+        """The rule(s) of this line: `-s a,b -d c,d` expands into one rule per
+        combination, sources outermost, as the iptables command does."""
+        out = []
         try:
-            r = parse_rule(words[start:], cur.name, chain, family, chains=chains, unsupported=unsupported,
-                           line=ln, counters=counters)
+            variants = expand_address_lists(words[start:])
         except _RuleError as e:
             raise err(e.message, None if e.pos is None else e.pos + start) from None
-        for u in r.unsupported():
-            warnings.append(f"{source or 'rules'}:{ln}: {'-m' if not hasattr(u, 'target') else '-j'} "
-                            f"{u.name} is not modelled by kplab (loaded as opaque)")
-        return r
+        for variant in variants:
+            try:
+                r = parse_rule(variant, cur.name, chain, family, chains=chains, unsupported=unsupported,
+                               line=ln, counters=counters, cache=cache)
+            except _RuleError as e:
+                raise err(e.message, None if e.pos is None else e.pos + start) from None
+            for u in r.unsupported():
+                warnings.append(f"{source or 'rules'}:{ln}: {'-m' if not hasattr(u, 'target') else '-j'} "
+                                f"{u.name} is not modelled by kplab (loaded as opaque)")
+            out.append(r)
+        return out
+
+    def rule_from(start, chain):
+        rs = rules_from(start, chain)
+        if len(rs) != 1:
+            raise err(f"{words[0]} takes one rule, but the address lists make {len(rs)}", start)
+        return rs[0]
 
     if cmd == "A":
         c = need_chain()
-        chains[c].append(rule_from(2, c))
+        chains[c].extend(rules_from(2, c))
     elif cmd == "I":
         c = need_chain()
         pos, start = 1, 2
@@ -524,7 +677,8 @@ def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, wa
             pos, start = int(words[2]), 3
             if not 1 <= pos <= len(chains[c]) + 1:
                 raise err(f"index of insertion {pos} is too big (chain {c} has {len(chains[c])} rules)", 2)
-        chains[c].insert(pos - 1, rule_from(start, c))
+        for r in rules_from(start, c):          # each goes to the same place in turn
+            chains[c].insert(pos - 1, r)
     elif cmd == "D":
         c = need_chain()
         if len(words) == 3 and words[2].isdigit():

@@ -625,7 +625,9 @@ class Nfacct(Match):
         return cls(name)
 
     def save(self) -> str:
-        return f"-m nfacct --nfacct-name {save_string(self.counter)}"
+        # iptables 1.8.9 prints two spaces here (libxt_nfacct's save adds
+        # one before its own " --nfacct-name"); iptables-save output has them.
+        return f"-m nfacct --nfacct-name  {save_string(self.counter)}"
 
     def matches(self, pkt, ctx) -> bool:
         ctx.count_nfacct(self.counter)
@@ -690,6 +692,11 @@ class Statistic(Match):
                 raise OptionError("statistic: the --packet p must be 0 <= p <= n-1")
             return cls("nth", every=every, packet=packet, invert=o["every"].invert)
         raise OptionError(f"statistic: bad mode {mode!r} (random or nth)")
+
+    @property
+    def per_rule_state(self) -> bool:
+        """nth mode counts packets per rule: never share one object between rules."""
+        return self.mode == "nth"
 
     @property
     def probability(self) -> float:

@@ -10,13 +10,12 @@ because iptables-save always prints them first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterator
+from typing import ClassVar, Iterator, NamedTuple
 
 from .hooks import SAVE_TABLE_ORDER, TABLE_CHAINS
 
 
-@dataclass(frozen=True)
-class Opt:
+class Opt(NamedTuple):
     """One option as written: `[!] --name VALUE...`; `pos` is its token index."""
 
     name: str

@@ -393,9 +393,9 @@ class Log(Target):
                         raise OptionError(f"LOG: unknown --log-level {o.value!r}")
                     kw["level"] = n
             elif o.name == "log-prefix":
-                if len(o.value) > 29:
-                    raise OptionError("LOG: Maximum prefix length 29 for --log-prefix")
-                kw["prefix"] = o.value
+                if not o.value:
+                    raise OptionError("LOG: --log-prefix: argument must have a minimum length of 1 characters")
+                kw["prefix"] = o.value[:29]          # the kernel keeps 29 characters
             else:
                 flags.add(o.name)
         return cls(flags=tuple(f for f in LOG_FLAGS if f in flags), **kw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..packet import PROTO_NAMES, PROTO_NUMBERS
 
@@ -75,12 +76,40 @@ class AddrMask:
         return self.mask == 0
 
 
+def _fast_v4(text: str):
+    """Plain `a.b.c.d[/n]`, the common case, without the ipaddress module."""
+    addr, slash, n = text.partition("/")
+    parts = addr.split(".")
+    if len(parts) != 4:
+        return None
+    v = 0
+    for p in parts:
+        if not p.isdigit() or len(p) > 3 or (len(p) > 1 and p[0] == "0"):
+            return None
+        b = int(p)
+        if b > 255:
+            return None
+        v = (v << 8) | b
+    if not slash:
+        return AddrMask(4, v, 0xFFFFFFFF)
+    if not n.isdigit() or len(n) > 2 or int(n) > 32:
+        return None
+    k = int(n)
+    mask = (0xFFFFFFFF << (32 - k)) & 0xFFFFFFFF if k else 0
+    return AddrMask(4, v & mask, mask)
+
+
+@lru_cache(maxsize=65536)
 def parse_addr_mask(text: str, family: int = 4) -> AddrMask:
     """`ADDRESS[/PREFIX|/DOTTED-MASK]`, the syntax of `-s`, `-d` and `--ctorigsrc`.
 
     Host names are refused: iptables would look them up in DNS, which a
     simulator must not do.
     """
+    if family == 4:
+        fast = _fast_v4(text)
+        if fast is not None:
+            return fast
     if not text:
         raise OptionError("empty address")
     addr_text, _, mask_text = text.partition("/")
