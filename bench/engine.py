@@ -158,15 +158,29 @@ def memory_probe(services: int, endpoints: int, seed: int, with_tracemalloc: boo
     return json.loads(r.stdout)
 
 
+def _peak_rss() -> int:
+    """This process's peak resident set size, in bytes: VmHWM where Linux has
+    it (ru_maxrss survives execve, so a child would report its parent's peak
+    if that was higher), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1024 if sys.platform != "darwin" else 1)
+
+
 def _memory_child(services: int, endpoints: int, seed: int, with_tracemalloc: bool) -> None:
     import kplab
     text = kube_proxy_ruleset(services, endpoints, seed)
     gc.collect()
-    kb = 1024 if sys.platform != "darwin" else 1
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kb
+    before = _peak_rss()
     rs = kplab.parse_rules(text)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kb
-    out = {"rss_before": before, "rss_after": after, "text_bytes": len(text)}
+    after = _peak_rss()
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1024 if sys.platform != "darwin" else 1)
+    out = {"rss_before": before, "rss_after": after, "ru_maxrss": maxrss, "text_bytes": len(text)}
     if with_tracemalloc:
         import tracemalloc
         rs = None
@@ -230,18 +244,26 @@ def _sweep_stale_namespaces() -> None:
             subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
 
 
-def kernel_restore(text: str, runs: int) -> dict | None:
+def _normalise_save(text: str) -> str:
+    """iptables-save output without its '#' lines and with zero counters."""
+    lines = [re.sub(r"\[\d+:\d+\]$", "[0:0]", ln) for ln in text.splitlines() if not ln.startswith("#")]
+    return "\n".join(lines) + "\n"
+
+
+def kernel_restore(text: str, runs: int, compare: bool = False) -> dict | None:
     """Seconds for `iptables-restore` of `text` into a fresh network namespace
-    (best and median of `runs`, each in a new namespace), or None when not
-    possible here. The namespace has only its own loopback: nothing connects
-    it to the root namespace, and it is deleted in all cases."""
+    (median and best of `runs`, each in a new namespace), or None when not
+    possible here. With `compare`, also whether the kernel's `iptables-save`
+    prints `text` back unchanged (the generator's claim). The namespace has
+    only its own loopback: nothing connects it to the root namespace, and it
+    is deleted in all cases."""
     if os.geteuid() != 0 or not shutil.which("iptables-restore") or not shutil.which("ip"):
         return None
     _sweep_stale_namespaces()
     with tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False) as f:
         f.write(text)
         path = f.name
-    times, overhead, error = [], [], None
+    times, overhead, error, same = [], [], None, None
     try:
         for n in range(runs):
             ns = f"{_NS_PREFIX}{os.getpid()}-bench-{n}"
@@ -265,10 +287,12 @@ def kernel_restore(text: str, runs: int) -> dict | None:
                     error = (r.stderr.strip().splitlines() or ["iptables-restore failed"])[0]
                     break
                 times.append(dt)
-                if n == 0:
-                    chk = subprocess.run(["ip", "netns", "exec", ns, "iptables-save", "-t", "nat"],
+                if compare and n == 0:
+                    t0 = time.perf_counter()
+                    chk = subprocess.run(["ip", "netns", "exec", ns, "iptables-save"],
                                          capture_output=True, text=True, timeout=300)
-                    loaded = sum(1 for ln in chk.stdout.splitlines() if ln.startswith("-A "))
+                    save_time = time.perf_counter() - t0
+                    same = chk.returncode == 0 and _normalise_save(chk.stdout) == text
             finally:
                 if created:
                     subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=60)
@@ -277,10 +301,12 @@ def kernel_restore(text: str, runs: int) -> dict | None:
     if error or not times:
         return {"error": error or "no run"}
     enter = statistics.median(overhead)
-    return {"best": min(times) - enter, "median": statistics.median(times) - enter, "runs": len(times),
-            "enter": enter, "nat_rules_loaded": loaded,
-            "backend": subprocess.run(["iptables-restore", "--version"], capture_output=True,
-                                      text=True).stdout.strip()}
+    out = {"best": min(times) - enter, "median": statistics.median(times) - enter, "runs": len(times),
+           "enter": enter, "backend": subprocess.run(["iptables-restore", "--version"], capture_output=True,
+                                                     text=True).stdout.strip()}
+    if compare:
+        out["same"], out["save_time"] = same, save_time
+    return out
 
 
 # --------------------------------------------------------------------------

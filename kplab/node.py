@@ -158,6 +158,11 @@ class Node:
     def conntrack(self):
         return self.state.conntrack
 
+    def load_conntrack(self, text: str, source: str | None = None) -> None:
+        """Start from a real node's connections (`conntrack -L` output)."""
+        from .netfilter.conntrack import parse_conntrack
+        self.state.conntrack = parse_conntrack(text, self.clock(), source)
+
     def conntrack_text(self) -> str:
         """The conntrack table as `conntrack -L` prints it."""
         return self.state.conntrack.text(self.clock())

@@ -207,3 +207,82 @@ def timeout_for(proto: str, tcp_state: str | None, status: frozenset) -> int:
     if proto in ("icmp", "ipv6-icmp"):
         return ICMP_TIMEOUT
     return GENERIC_TIMEOUT
+
+
+_PROTO_BY_NUM = {"6": "tcp", "17": "udp", "1": "icmp", "132": "sctp", "58": "ipv6-icmp", "136": "udplite", "33": "dccp"}
+
+
+def parse_conntrack(text: str, now: float = 0.0, source: str | None = None) -> ConntrackTable:
+    """Read `conntrack -L` output (or /proc/net/nf_conntrack) into a table.
+
+    Timeouts are taken relative to `now`; NAT is recognised from the reply
+    tuple (a reply source other than the original destination means DNAT, a
+    reply destination other than the original source means SNAT).
+    """
+    from ..errors import ParseError
+    table = ConntrackTable()
+    for ln, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("conntrack v"):
+            continue
+        words = line.split()
+        if words[0] in ("ipv4", "ipv6") and len(words) > 2:
+            words = words[2:]
+
+        def fail(msg):
+            return ParseError(msg, file=source, line=ln, text=raw)
+
+        if len(words) < 4 or not words[1].isdigit() or not words[2].isdigit():
+            raise fail("expected 'PROTO NUMBER TIMEOUT ...' as conntrack -L prints it")
+        proto = _PROTO_BY_NUM.get(words[1], words[0])
+        timeout = int(words[2])
+        rest = words[3:]
+        state = None
+        if rest and "=" not in rest[0] and not rest[0].startswith("["):
+            state = rest[0]
+            rest = rest[1:]
+        tuples, cur, flags = [], {}, set()
+        for w in rest:
+            if w.startswith("["):
+                flags.add(w.strip("[]"))
+                continue
+            k, eq, v = w.partition("=")
+            if not eq:
+                raise fail(f"unexpected word {w!r}")
+            if k == "src" and "src" in cur:
+                tuples.append(cur)
+                cur = {}
+            if k in ("src", "dst", "sport", "dport", "type", "code", "id"):
+                cur[k] = v
+            elif k == "mark":
+                cur.setdefault("_mark", v)
+        tuples.append(cur)
+        if len(tuples) < 2 or any("src" not in t or "dst" not in t for t in tuples[:2]):
+            raise fail("an entry needs an original and a reply tuple (src=... dst=...)")
+        icmp = proto in ("icmp", "ipv6-icmp")
+
+        def tup(t):
+            try:
+                if icmp:
+                    return Tuple(proto, t["src"], t["dst"], int(t.get("id", 0)), int(t.get("type", 0)))
+                return Tuple(proto, t["src"], t["dst"], int(t["sport"]) if "sport" in t else None,
+                             int(t["dport"]) if "dport" in t else None)
+            except ValueError:
+                raise fail("a port, id or type is not a number") from None
+
+        orig, reply = tup(tuples[0]), tup(tuples[1])
+        status = {"CONFIRMED"}
+        if "UNREPLIED" not in flags:
+            status.add("SEEN_REPLY")
+        if "ASSURED" in flags:
+            status.add("ASSURED")
+        if (reply.src, reply.sport) != (orig.dst, orig.dport) and not icmp or (icmp and reply.src != orig.dst):
+            status.add("DST_NAT")
+        if (reply.dst, reply.dport) != (orig.src, orig.sport) and not icmp or (icmp and reply.dst != orig.src):
+            status.add("SRC_NAT")
+        mark = int(tuples[0].get("_mark", tuples[1].get("_mark", "0")), 0)
+        e = Entry(table.next_id, orig, reply, frozenset(status), state if proto == "tcp" else None,
+                  now + timeout, mark, frozenset({"dst", "src"}))
+        table.next_id += 1
+        table.store(e)
+    return table

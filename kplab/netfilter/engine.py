@@ -311,17 +311,12 @@ class Walk:
                             failed = m
                             break
                 if failed is not None:
-                    if failed.stateful:
-                        miss = Step("rule", hook, tname, cur.name, i + 1, None, False, None, len(frames),
-                                    pkt, None, 1, failed.why_not(pkt, self), None)
-                    else:
-                        miss = Step("rule", hook, tname, cur.name, i + 1, None, False, None, len(frames),
-                                    pkt, None, 1, "", (failed, pkt, self))
-                    miss_run.append((rule, miss))
+                    # Kept light: a Step is built only if the trace keeps this miss.
+                    miss_run.append((i, rule, failed, failed.why_not(pkt, self) if failed.stateful else None))
                     i += 1
                     continue
                 if miss_run:
-                    self._flush_misses(miss_run, cur.name)
+                    self._flush_misses(miss_run, hook, tname, cur.name, len(frames), pkt)
                     miss_run = []
                 t = rule.target
                 text = rule.text(cur.name)
@@ -358,7 +353,7 @@ class Walk:
                 return word, pkt          # DROP or REJECT
             else:
                 if miss_run:
-                    self._flush_misses(miss_run, cur.name)
+                    self._flush_misses(miss_run, hook, tname, cur.name, len(frames), pkt)
                     miss_run = []
                 if frames:
                     left = cur.name
@@ -368,24 +363,21 @@ class Walk:
                     continue
                 return self._policy(hook, table, base, pkt, "end of chain")
 
-    def _flush_misses(self, run, chain_name):
-        if self.summarise and len(run) > SUMMARISE_AFTER:
-            keep = run[:3]
-            for rule, s in keep:
-                self.steps.append(self._with_text(s, rule, chain_name))
-            rest = run[3:]
-            s0 = rest[0][1]
-            self.steps.append(Step("skipped", s0.hook, s0.table, s0.chain, s0.index, None, False, None,
-                                   s0.depth, s0.before, None, len(rest),
-                                   f"{len(rest)} more rules evaluated, none matched"))
-            return
-        for rule, s in run:
-            self.steps.append(self._with_text(s, rule, chain_name))
-
-    @staticmethod
-    def _with_text(s, rule, chain_name):
-        return Step(s.kind, s.hook, s.table, s.chain, s.index, rule.text(s.chain), s.matched, s.verdict,
-                    s.depth, s.before, s.after, s.count, s.note, s._miss)
+    def _flush_misses(self, run, hook, table, chain, depth, pkt):
+        """Record a run of rules that did not match: each as a step, or, for a
+        long run, the first few and one "skipped" step with the count."""
+        keep = run[:3] if self.summarise and len(run) > SUMMARISE_AFTER else run
+        for i, rule, failed, reason in keep:
+            if reason is None:
+                self.steps.append(Step("rule", hook, table, chain, i + 1, rule.text(chain), False, None, depth,
+                                       pkt, None, 1, "", (failed, pkt, self)))
+            else:
+                self.steps.append(Step("rule", hook, table, chain, i + 1, rule.text(chain), False, None, depth,
+                                       pkt, None, 1, reason))
+        if len(keep) < len(run):
+            rest = len(run) - len(keep)
+            self.steps.append(Step("skipped", hook, table, chain, run[len(keep)][0] + 1, None, False, None, depth,
+                                   pkt, None, rest, f"{rest} more rules evaluated, none matched"))
 
     def _policy(self, hook, table, base, pkt, why):
         verdict = base.policy or "ACCEPT"
