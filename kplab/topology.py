@@ -143,7 +143,7 @@ class Topology:
         self._pod_by_ip = {p[1]: p for p in self.pods}
         self._pod_by_name = {p[0]: p for p in self.pods}
         self._remote_by_ip = {a: n for n, a in self.peer_pods + self.externals}
-        self._remote_by_ip.setdefault(self.peer_node, "peer-node")
+        self._remote_by_ip.setdefault(self.peer_node, "peer")
         self._remote_by_name = {n: a for n, a in self.peer_pods + self.externals}
         self._local = {str(self.node_if.ip), self.pod_gateway, *self.local_ips}
         self._iface_addrs = {"lo": ["127.0.0.1" if self.family == 4 else "::1"] + self.local_ips,

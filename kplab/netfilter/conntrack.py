@@ -168,14 +168,16 @@ def tcp_next_state(state: str | None, flags: frozenset, direction: str) -> str |
     """A compact version of the kernel's TCP state machine (enough for the
     handshake, data and close); None means the packet is invalid here."""
     syn, ack, fin, rst = ("SYN" in flags), ("ACK" in flags), ("FIN" in flags), ("RST" in flags)
+    if state is None:
+        # Only a SYN opens a flow; with nf_conntrack_tcp_loose (the default) a
+        # bare ACK picks up one already under way. RST, FIN, SYN/ACK: INVALID.
+        if syn and not (ack or fin or rst):
+            return "SYN_SENT"
+        if ack and not (syn or fin or rst):
+            return "ESTABLISHED"
+        return None
     if rst:
         return "CLOSE"
-    if state is None:
-        if syn and not ack:
-            return "SYN_SENT"
-        if ack and not syn and not fin:
-            return "ESTABLISHED"       # nf_conntrack_tcp_loose picks up a mid-stream flow
-        return None
     if state == "SYN_SENT":
         if direction == "REPLY" and syn and ack:
             return "SYN_RECV"

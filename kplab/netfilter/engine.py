@@ -425,8 +425,9 @@ class Walk:
             return pkt
         cid = self.state.conntrack.next_id
         self.state.conntrack.next_id += 1
+        # The entry's mark is the connection mark (CONNMARK), not the packet's.
         e = Entry(cid, t, t.inverted(), frozenset(), tcp_state,
-                  self.now + timeout_for(pkt.proto, tcp_state, frozenset()), pkt.mark)
+                  self.now + timeout_for(pkt.proto, tcp_state, frozenset()), 0)
         self.entry, self.ct_dir, self.ct_state, self.new_entry = e, "ORIGINAL", "NEW", True
         self._step("conntrack", hook, note=f"new connection: entry {cid} created (NEW, not yet confirmed)")
         return pkt
@@ -577,11 +578,15 @@ class Walk:
         return self.chooser.decide(stat.stored)
 
     def nth_match(self, stat) -> bool:
+        """xt_statistic's nth mode: a per-rule counter that starts at
+        `(every - 1) - packet` (libxt_statistic) and matches when it wraps to 0,
+        so packets packet+1, packet+1+every, ... match."""
         key = id(stat)
-        count = self.state.nth.get(key, 0)
-        nxt = 0 if count == stat.every - 1 else count + 1
+        last = stat.every - 1
+        count = self.state.nth.get(key, last - stat.packet)
+        nxt = 0 if count == last else count + 1
         self.state.nth[key] = nxt
-        return nxt == stat.packet
+        return nxt == 0
 
     def count_nfacct(self, name):
         self.state.nfacct[name] = self.state.nfacct.get(name, 0) + 1

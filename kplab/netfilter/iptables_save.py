@@ -646,7 +646,7 @@ def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, wa
         combination, sources outermost, as the iptables command does."""
         out = []
         try:
-            variants = expand_address_lists(words[start:])
+            variants = expand_address_lists(words[start:]) if "," in raw else [words[start:]]
         except _RuleError as e:
             raise err(e.message, None if e.pos is None else e.pos + start) from None
         for variant in variants:
@@ -768,65 +768,125 @@ def validate_table(table: Table, source: str | None = None) -> None:
       NAT targets outside nat), anywhere;
     - a target (or addrtype --limit-iface-*) reached from a hook where it is
       invalid, even through user chains.
+
+    Each chain is visited once per built-in chain (linear in the size of the
+    jump graph, however many paths lead to a chain).
     """
     def fail(msg, rule):
         raise RulesetError(msg, file=source, line=rule.line if rule is not None else None)
 
-    for c in table.chains.values():
+    chains = table.chains
+    limited = []                       # (chain, rule, allowed hooks, what)
+    for c in chains.values():
         for r in c.rules:
             t = r.target
-            if t is not None and t.name in TARGET_HOOKS and TARGET_HOOKS[t.name][0] != table.name:
-                fail(f"{t.name} is only valid in the {TARGET_HOOKS[t.name][0]} table, not {table.name}", r)
-    hooks_of: dict[str, set] = {}
-    for base in table.builtin_chains():
-        _reach(table, base.name, base.name, hooks_of, fail)
-    for cname, hooks in hooks_of.items():
-        for r in table.chains[cname].rules:
-            allowed = None
-            what = None
-            if r.target is not None and r.target.name in TARGET_HOOKS:
-                allowed, what = TARGET_HOOKS[r.target.name][1], r.target.name
+            if t is not None and t.name in TARGET_HOOKS:
+                tbl, hooks = TARGET_HOOKS[t.name]
+                if tbl != table.name:
+                    fail(f"{t.name} is only valid in the {tbl} table, not {table.name}", r)
+                limited.append((c.name, r, hooks, t.name))
             for m in r.matches:
                 ah = getattr(m, "allowed_hooks", None)
                 if ah is not None and ah() is not None:
-                    allowed, what = ah(), f"-m {m.name} --limit-iface-{m.limit}"
-            if allowed is not None:
-                bad = sorted(h for h in hooks if h not in allowed)
-                if bad:
-                    via = "" if cname in TABLE_CHAINS[table.name] else f" (chain {cname} is reached from {bad[0]})"
-                    fail(f"{what} is not valid in {table.name} {bad[0]}{via}; "
-                         f"valid hooks: {', '.join(allowed)}", r)
+                    limited.append((c.name, r, ah(), f"-m {m.name} --limit-iface-{m.limit}"))
+    bases = [b.name for b in table.builtin_chains()]
+    height = _heights(table, bases, fail)
+    for b in bases:
+        if height[b] >= JUMP_STACK_SIZE:
+            path = _longest_path(table, b, height)
+            rule = _jump_rule(table, path[-2], path[-1])
+            fail(f"jumps nest {len(path) - 1} deep from built-in chain {b} (the kernel allows "
+                 f"{JUMP_STACK_SIZE - 1}): {' -> '.join(path)}", rule)
+    if not limited:
+        return
+    hooks_of = _hooks_reaching(table, bases)
+    for cname, r, allowed, what in limited:
+        bad = sorted(h for h in hooks_of.get(cname, ()) if h not in allowed)
+        if bad:
+            via = "" if cname in TABLE_CHAINS[table.name] else f" (chain {cname} is reached from {bad[0]})"
+            fail(f"{what} is not valid in {table.name} {bad[0]}{via}; valid hooks: {', '.join(allowed)}", r)
 
 
-def _reach(table, base, start, hooks_of, fail):
-    """Walk the jump graph from a built-in chain: record which hook reaches
-    each chain; refuse loops and nesting past the kernel's jump stack."""
-    stack = [(start, 0, iter(table.chains[start].rules), (start,))]
-    hooks_of.setdefault(start, set()).add(base)
-    while stack:
-        name, depth, it, path = stack[-1]
-        for r in it:
-            j = r.jump
-            if j is None:
-                continue
-            if j in path:
-                loop = " -> ".join(path[path.index(j):] + (j,))
-                fail(f"jump loop reachable from built-in chain {base}: {loop} "
-                     "(the kernel refuses it: Too many links)", r)
-            if depth + 1 >= JUMP_STACK_SIZE:
-                fail(f"jumps nest {depth + 1} deep from built-in chain {base} (the kernel allows "
-                     f"{JUMP_STACK_SIZE - 1}): {' -> '.join(path + (j,))}", r)
-            hooks_of.setdefault(j, set()).add(base)
-            stack.append((j, depth + 1, iter(table.chains[j].rules), path + (j,)))
-            break
-        else:
-            stack.pop()
+def _targets(chain):
+    """The user chains a chain jumps or goes to, in rule order, each once."""
+    seen = {}
+    for r in chain.rules:
+        j = r.jump
+        if j is not None and j not in seen:
+            seen[j] = r
+    return seen
+
+
+def _heights(table, bases, fail) -> dict:
+    """Longest jump path below each chain reachable from a built-in chain,
+    refusing a reachable loop. Iterative depth-first search with colours."""
+    chains = table.chains
+    height: dict = {}
+    on_path: dict = {}
+    for b in bases:
+        if b in height:
+            continue
+        stack = [(b, iter(_targets(chains[b]).items()))]
+        on_path[b] = True
+        best = {b: 0}
+        while stack:
+            name, it = stack[-1]
+            for child, rule in it:
+                if on_path.get(child):
+                    path = [n for n, _ in stack]
+                    loop = " -> ".join(path[path.index(child):] + [child])
+                    fail(f"jump loop reachable from built-in chain {b}: {loop} "
+                         "(the kernel refuses it: Too many links)", rule)
+                if child in height:
+                    best[name] = max(best[name], height[child] + 1)
+                    continue
+                on_path[child] = True
+                best[child] = 0
+                stack.append((child, iter(_targets(chains[child]).items())))
+                break
+            else:
+                stack.pop()
+                on_path[name] = False
+                height[name] = best[name]
+                if stack:
+                    parent = stack[-1][0]
+                    best[parent] = max(best[parent], height[name] + 1)
+    return height
+
+
+def _longest_path(table, base, height) -> list:
+    path = [base]
+    while height[path[-1]] > 0:
+        kids = _targets(table.chains[path[-1]])
+        path.append(max(kids, key=lambda k: height.get(k, -1)))
+    return path
+
+
+def _jump_rule(table, frm, to):
+    return _targets(table.chains[frm]).get(to)
+
+
+def _hooks_reaching(table, bases) -> dict:
+    """For each chain, the built-in chains (hooks) from which it is reached."""
+    chains = table.chains
+    hooks_of: dict = {}
+    for b in bases:
+        seen = {b}
+        todo = [b]
+        while todo:
+            name = todo.pop()
+            hooks_of.setdefault(name, set()).add(b)
+            for child in _targets(chains[name]):
+                if child not in seen:
+                    seen.add(child)
+                    todo.append(child)
+    return hooks_of
 
 
 def guess_family(text: str) -> int:
     """6 when the rules' addresses are IPv6 (ip6tables-save text), else 4."""
     import re
-    if re.search(r"(?m)^(?:\[\d+:\d+\]\s*)?-A .*(?:-[sd]|--to-destination|--to-source) \[?[0-9a-fA-F]*:[0-9a-fA-F:]*", text):
+    if re.search(r"(?:-[sd]|--to-destination|--to-source) \[?[0-9a-fA-F]*:[0-9a-fA-F:]*", text):
         return 6
     return 4
 

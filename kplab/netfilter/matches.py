@@ -706,6 +706,7 @@ class Statistic(Match):
     def save(self) -> str:
         if self.mode == "random":
             return f"-m statistic --mode random {_neg(self.invert)}--probability {self.probability:.11f}"
+        # iptables 1.8.9 prints --packet even when it is 0 (seen on this machine)
         return f"-m statistic --mode nth {_neg(self.invert)}--every {self.every} --packet {self.packet}"
 
     def matches(self, pkt, ctx) -> bool:
@@ -917,7 +918,7 @@ class Conntrack(Match):
                 return n, val, inv, "no conntrack entry"
             got, ok = ct.field(n)
             if n == "ctstatus":
-                hit = (got & val) == val if val else got == 0
+                hit = bool(got & val)        # any listed bit; NONE (no bit) never holds
             elif n == "ctproto":
                 hit = got == val
             elif isinstance(val, AddrMask):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Iterator, NamedTuple
 
 from .hooks import SAVE_TABLE_ORDER, TABLE_CHAINS
+from .values import proto_text
 
 
 class Opt(NamedTuple):
@@ -106,7 +107,6 @@ class RuleContext:
     matches: tuple = ()
 
     def proto_name(self) -> str | None:
-        from .values import proto_text
         return None if self.proto_invert or self.proto == 0 else proto_text(self.proto)
 
 

@@ -134,7 +134,6 @@ class Trace:
         d = {"input": self.input_json()}
         d.update(self.outcome_json())
         d["steps"] = [s.to_json() for s in self.steps]
-        d["rules_evaluated"] = self.evaluated
         if self.warnings:
             d["warnings"] = list(self.warnings)
         return d
