@@ -199,7 +199,7 @@ class Topology:
         """
         a = ip(addr)
         if a.version == 4:
-            if int(a) == 0 or int(a) == 0xFFFFFFFF:
+            if int(a) >> 24 == 0 or int(a) == 0xFFFFFFFF:     # 0.0.0.0/8 too (ipv4_is_zeronet)
                 return "BROADCAST"
             if a.is_multicast:
                 return "MULTICAST"

@@ -72,6 +72,8 @@ class Entry:
     expires: float = 0.0
     mark: int = 0
     nat_done: frozenset = frozenset()
+    #: UDP: two seconds after the first packet; traffic after that makes a stream
+    stream_ts: float = 0.0
 
     def replace(self, **kw) -> "Entry":
         return dataclasses.replace(self, **kw)

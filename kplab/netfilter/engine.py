@@ -396,19 +396,29 @@ class Walk:
         t = Tuple.of(pkt)
         e, d = self.state.conntrack.lookup(t, self.now)
         if e is not None:
+            # The kernel updates a known flow in place here, before any table
+            # runs: a later DROP does not undo it.
+            was_seen = "SEEN_REPLY" in e.status
             status = set(e.status)
+            if pkt.proto == "tcp":
+                tcp_state = tcp_next_state(e.tcp_state, pkt.tcp_flags, d)
+                if e.tcp_state in ("SYN_RECV", "ESTABLISHED") and tcp_state == "ESTABLISHED":
+                    status.add("ASSURED")
+                timeout = timeout_for("tcp", tcp_state, frozenset(status))
+            else:
+                tcp_state = None
+                timeout = timeout_for(pkt.proto, None, frozenset())
+                if pkt.proto in ("udp", "udplite") and was_seen and self.now > e.stream_ts:
+                    # still active two seconds after it began: a UDP stream
+                    timeout = timeout_for(pkt.proto, None, frozenset({"SEEN_REPLY"}))
+                    status.add("ASSURED")
             if d == "REPLY":
-                status.add("SEEN_REPLY")
-            tcp_state = tcp_next_state(e.tcp_state, pkt.tcp_flags, d) if pkt.proto == "tcp" else None
-            if pkt.proto == "tcp" and tcp_state == "ESTABLISHED" and "SEEN_REPLY" in status:
-                status.add("ASSURED")
-            if pkt.proto in ("udp", "udplite") and d == "ORIGINAL" and "SEEN_REPLY" in status:
-                status.add("ASSURED")
-            status = frozenset(status)
-            e = e.replace(status=status, tcp_state=tcp_state,
-                          expires=self.now + timeout_for(pkt.proto, tcp_state, status))
+                status.add("SEEN_REPLY")      # set after the protocol's own update, as the kernel does
+            e = e.replace(status=frozenset(status), tcp_state=tcp_state, expires=self.now + timeout)
+            if e.confirmed:
+                self.state.conntrack.store(e)
             self.entry, self.ct_dir = e, d
-            self.ct_state = "ESTABLISHED" if (d == "REPLY" or "SEEN_REPLY" in status) else "NEW"
+            self.ct_state = "ESTABLISHED" if (d == "REPLY" or was_seen) else "NEW"
             self._step("conntrack", hook, note=f"entry {e.id} found ({self.ct_dir.lower()} direction): "
                                                f"state {self.ct_state}")
             return pkt
@@ -427,7 +437,7 @@ class Walk:
         self.state.conntrack.next_id += 1
         # The entry's mark is the connection mark (CONNMARK), not the packet's.
         e = Entry(cid, t, t.inverted(), frozenset(), tcp_state,
-                  self.now + timeout_for(pkt.proto, tcp_state, frozenset()), 0)
+                  self.now + timeout_for(pkt.proto, tcp_state, frozenset()), 0, stream_ts=self.now + 2)
         self.entry, self.ct_dir, self.ct_state, self.new_entry = e, "ORIGINAL", "NEW", True
         self._step("conntrack", hook, note=f"new connection: entry {cid} created (NEW, not yet confirmed)")
         return pkt
@@ -595,7 +605,12 @@ class Walk:
         return self.topo.addr_type(addr, iface)
 
     def recent(self, m, pkt) -> bool:
-        """xt_recent's recent_mt(), step by step."""
+        """xt_recent's recent_mt(), step by step.
+
+        A list keeps its addresses in least-recently-updated order (a dict's
+        order here: an update moves the address to the end); `--reap` drops
+        the list's oldest address when even its newest stamp is too old.
+        """
         addr = pkt.src if m.side == "rsource" else pkt.dst
         ttl = pkt.ttl + (1 if pkt.out_iface is not None and pkt.in_iface is not None else 0)
         key = (ip(addr).version, int(ip(addr)) & m.mask.mask)
@@ -624,12 +639,20 @@ class Walk:
                 if not m.hitcount or hits >= m.hitcount:
                     ret = not ret
                     break
-            if m.reap:
-                e.stamps = [s for s in e.stamps if s >= t]
+            if m.reap and table:
+                oldest_key = next(iter(table))
+                oldest = table[oldest_key]
+                if not (oldest is e and m.command == "update" and ret) and t > oldest.stamps[-1]:
+                    del table[oldest_key]
         if m.command == "set" or (m.command == "update" and ret):
             e.stamps.append(self.now)
-            del e.stamps[:-255]
+            # A list keeps max(ip_pkt_list_tot=20, the largest --hitcount of any
+            # rule naming it) stamps, rounded up to a power of two (xt_recent).
+            keep = 1 << (max(20, self.ruleset.recent_hitcount(m.list_name)) - 1).bit_length()
+            del e.stamps[:-keep]
             e.ttl = ttl
+            table.pop(key, None)
+            table[key] = e
         return ret
 
     def log(self, target, pkt):

@@ -254,6 +254,9 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                 elif g in "io":
                     if (iin if g == "i" else iout) is not None:
                         raise _RuleError(f"multiple -{g} flags not allowed", i)
+                    if not val:
+                        raise _RuleError("empty interface name (iptables: \"Empty interface is likely to be "
+                                         "undesired\")", i + 1)
                     if len(val) >= IFNAMSIZ:
                         raise _RuleError(f"interface name {val!r} must be shorter than {IFNAMSIZ} characters", i + 1)
                     if g == "i" and chain in NO_IN_IFACE:
@@ -581,6 +584,8 @@ def _parse(text, source, family, unsupported) -> Ruleset:
             counters = (int(pc), int(bc))
             line = line[close + 1:].lstrip()
             raw = line
+            if not line:
+                raise err("counters [PACKETS:BYTES] with no rule after them")
         if line.startswith(":"):
             parts = line[1:].split()
             if len(parts) < 2:
@@ -886,7 +891,7 @@ def _hooks_reaching(table, bases) -> dict:
 def guess_family(text: str) -> int:
     """6 when the rules' addresses are IPv6 (ip6tables-save text), else 4."""
     import re
-    if re.search(r"(?:-[sd]|--to-destination|--to-source) \[?[0-9a-fA-F]*:[0-9a-fA-F:]*", text):
+    if re.search(r"(?:-[sd]|--to-destination|--to-source) \[?[0-9a-fA-F]*:[0-9a-fA-F]*:", text):
         return 6
     return 4
 

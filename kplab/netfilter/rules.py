@@ -255,6 +255,18 @@ class Ruleset:
             object.__setattr__(self, "_needs_ct", cached)
         return cached
 
+    def recent_hitcount(self, list_name: str) -> int:
+        """The largest `--hitcount` of the `-m recent` rules naming a list."""
+        cached = self.__dict__.get("_recent_hits")
+        if cached is None:
+            cached = {}
+            for _, _, _, r in self.rules():
+                for m in r.matches:
+                    if m.name == "recent":
+                        cached[m.list_name] = max(cached.get(m.list_name, 0), m.hitcount)
+            object.__setattr__(self, "_recent_hits", cached)
+        return cached.get(list_name, 0)
+
     def save(self) -> str:
         from .iptables_save import save
         return save(self)

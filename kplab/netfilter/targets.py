@@ -395,7 +395,8 @@ class Log(Target):
             elif o.name == "log-prefix":
                 if not o.value:
                     raise OptionError("LOG: --log-prefix: argument must have a minimum length of 1 characters")
-                kw["prefix"] = o.value[:29]          # the kernel keeps 29 characters
+                # the kernel keeps 29 bytes
+                kw["prefix"] = o.value.encode()[:29].decode("utf-8", "ignore")
             else:
                 flags.add(o.name)
         return cls(flags=tuple(f for f in LOG_FLAGS if f in flags), **kw)

@@ -1,6 +1,7 @@
 """Small fixtures for the netfilter tests: rules text in, a standard node out.
 
-`node(text)` builds the standard node (DESIGN section 3) on `text`;
+`make_node(text, **kw)` builds the standard node (DESIGN section 3) on `text`
+(a name that leaves `node` free for the tests' own variables);
 `filter_rules(chain, *rules)` wraps rules in a `*filter` table;
 `kube_rules(...)` writes a small kube-proxy-shaped nat table (one Service,
 its endpoints, KUBE-MARK-MASQ / KUBE-POSTROUTING) for the path tests.
@@ -8,8 +9,6 @@ its endpoints, KUBE-MARK-MASQ / KUBE-POSTROUTING) for the path tests.
 from __future__ import annotations
 
 import textwrap
-
-import pytest
 
 import kplab
 
@@ -28,12 +27,6 @@ SERVICE_IP = "10.96.5.81"
 def make_node(text: str, **kw) -> kplab.Node:
     """The standard node running the rules in `text` (iptables-save text)."""
     return kplab.standard_node(kplab.parse_rules(textwrap.dedent(text)), **kw)
-
-
-@pytest.fixture
-def node():
-    """`node(rules_text, **kw)`: a fresh standard node on those rules."""
-    return make_node
 
 
 def table(name: str, *lines: str, chains=()) -> str:

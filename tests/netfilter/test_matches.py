@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.netfilter.conftest import (BACKEND1, BACKEND2, CLIENT, EXTERNAL, NODE_IP, POD_GW,
-                                      REMOTE1, SERVICE_IP, filter_rules, is_sentence, make_node,
-                                      rule_steps, table)
+import kplab
+from tests.netfilter.conftest import (BACKEND1, BACKEND2, NODE_IP, POD_GW, REMOTE1, SERVICE_IP, filter_rules,
+                                      is_sentence, make_node, rule_steps, table)
 
 # --------------------------------------------------------------------------
 # helpers
@@ -277,6 +277,16 @@ def test_statistic_nth_sequence(every, packet, dropped):
             assert is_sentence(rule_steps(t, F, FWD)[0].reason)
 
 
+@pytest.mark.parametrize("every,packet", [(1, 0), (3, 0), (3, 2)])
+def test_statistic_nth_saved_form_keeps_packet(every, packet):
+    """iptables-save (1.8.9, kernel seen) always prints --packet, 0 included,
+    so that its output loads again."""
+    text = filter_rules("INPUT", f"-m statistic --mode nth --every {every} --packet {packet}")
+    saved = kplab.save_rules(kplab.parse_rules(text))
+    assert f"-A INPUT -m statistic --mode nth --every {every} --packet {packet}\n" in saved
+    assert kplab.save_rules(kplab.parse_rules(saved)) == saved
+
+
 def test_statistic_nth_counts_only_packets_that_reach_it():
     """The counter moves only when the match is evaluated (after -p udp held)."""
     node = make_node(filter_rules(FWD, "-p udp -m statistic --mode nth --every 2 --packet 0 -j DROP"))
@@ -328,12 +338,12 @@ def test_ctstate_dropped_new_packet_leaves_no_entry():
 
 
 def test_ctstate_new_then_established_second_packet():
-    node = make_node(filter_rules(FWD, "-m conntrack --ctstate ESTABLISHED -j DROP"))
+    node = make_node(filter_rules(FWD, f"-d {REMOTE1} -m conntrack --ctstate ESTABLISHED -j DROP"))
     first = send(node, proto="udp", dport=53)
     assert first.verdict == "ACCEPT"
     # no reply yet: the second original packet is still NEW
     assert send(node, proto="udp", dport=53).verdict == "ACCEPT"
-    node.reply(first)
+    assert node.reply(first).verdict == "ACCEPT"
     assert send(node, proto="udp", dport=53).verdict == "DROP"
 
 
@@ -528,6 +538,34 @@ def test_recent_seconds_boundary_counts_a_stamp_exactly_that_old():
     assert send(node, proto="udp", dport=2).verdict == "DROP"
     node.advance(1)
     assert send(node, proto="udp", dport=2).verdict == "ACCEPT"
+
+
+def test_recent_reap_keeps_an_entry_with_a_recent_stamp_whole():
+    """xt_recent's --reap drops the oldest entry of the list only when even its
+    newest stamp is too old; it never prunes stamps (kernel seen: 4 stamps,
+    3 of them older than --seconds, still count for --hitcount 4)."""
+    node = make_node(filter_rules(
+        FWD,
+        "-p udp --dport 1 -m recent --set --name X",
+        "-p udp --dport 2 -m recent --rcheck --seconds 2 --reap --name X",
+        "-p udp --dport 2 -m recent --rcheck --hitcount 4 --name X -j DROP"))
+    for _ in range(3):
+        send(node, proto="udp", dport=1)
+    node.advance(3)
+    send(node, proto="udp", dport=1)
+    node.advance(0.3)
+    assert send(node, proto="udp", dport=2).verdict == "DROP"
+
+
+def test_recent_hitcount_above_255():
+    """A list keeps as many stamps as its largest --hitcount needs (kernel seen:
+    --hitcount 300 matches from the 300th packet on)."""
+    node = make_node(filter_rules(
+        FWD,
+        "-p udp --dport 9 -m recent --set --name X",
+        "-p udp --dport 9 -m recent --rcheck --hitcount 300 --name X -j DROP"))
+    got = [send(node, proto="udp", dport=9, sport=1000 + i).verdict for i in range(302)]
+    assert [i for i, v in enumerate(got) if v == "DROP"] == [299, 300, 301]
 
 
 def test_recent_rcheck_miss_without_entry_has_reason():
