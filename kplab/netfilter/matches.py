@@ -101,39 +101,40 @@ def iface_matches(pattern: str, name: str | None) -> bool:
 
 
 @dataclass(frozen=True)
-class InInterface(Match):
+class _Interface(Match):
+    """`-i`/`-o`: the interface the packet came in on or goes out by."""
+
     iface: str
     invert: bool = False
-    name: ClassVar[str] = "-i"
+    FIELD: ClassVar[str] = ""
+    LABEL: ClassVar[str] = ""
+    NONE: ClassVar[str] = ""
 
     def matches(self, pkt, ctx) -> bool:
-        return iface_matches(self.iface, pkt.in_iface) != self.invert
+        return iface_matches(self.iface, getattr(pkt, self.FIELD)) != self.invert
 
     def why_not(self, pkt, ctx) -> str:
-        got = pkt.in_iface or "none (created on this host)"
-        return (f"input interface is {got}, rule wants not {self.iface}" if self.invert
-                else f"input interface is {got}, rule wants {self.iface}")
+        got = getattr(pkt, self.FIELD) or self.NONE
+        return f"{self.LABEL} interface is {got}, rule wants {'not ' if self.invert else ''}{self.iface}"
 
     def save(self) -> str:
-        return f"{_neg(self.invert)}-i {self.iface}"
+        return f"{_neg(self.invert)}{self.name} {self.iface}"
 
 
 @dataclass(frozen=True)
-class OutInterface(Match):
-    iface: str
-    invert: bool = False
+class InInterface(_Interface):
+    name: ClassVar[str] = "-i"
+    FIELD: ClassVar[str] = "in_iface"
+    LABEL: ClassVar[str] = "input"
+    NONE: ClassVar[str] = "none (created on this host)"
+
+
+@dataclass(frozen=True)
+class OutInterface(_Interface):
     name: ClassVar[str] = "-o"
-
-    def matches(self, pkt, ctx) -> bool:
-        return iface_matches(self.iface, pkt.out_iface) != self.invert
-
-    def why_not(self, pkt, ctx) -> str:
-        got = pkt.out_iface or "not chosen yet"
-        return (f"output interface is {got}, rule wants not {self.iface}" if self.invert
-                else f"output interface is {got}, rule wants {self.iface}")
-
-    def save(self) -> str:
-        return f"{_neg(self.invert)}-o {self.iface}"
+    FIELD: ClassVar[str] = "out_iface"
+    LABEL: ClassVar[str] = "output"
+    NONE: ClassVar[str] = "not chosen yet"
 
 
 @dataclass(frozen=True)
