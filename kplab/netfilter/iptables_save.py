@@ -239,6 +239,8 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                     obj = cache.get(key)
                     if obj is None:
                         am = parse_addr_mask(val, family)
+                        if am.mask == 0 and invert:
+                            raise _RuleError(f"\"! -{g} {val}\" never matches; the kernel refuses it", i)
                         obj = cache[key] = (Source if g == "s" else Destination)(am, invert)
                     if g == "s":
                         src = obj
@@ -338,7 +340,11 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
     if invert:
         raise _RuleError("\"!\" at the end of the rule negates nothing", n - 1)
 
-    # iptables drops "-i +" and "-p all": they match everything.
+    # iptables drops "-i +", "-p all" and "-s 0.0.0.0/0": they match everything.
+    if src is not None and src.addr.mask == 0:
+        src = None
+    if dst is not None and dst.addr.mask == 0:
+        dst = None
     if iin is not None and iin.iface == "+" and not iin.invert:
         iin = None
     if iout is not None and iout.iface == "+" and not iout.invert:
@@ -458,7 +464,7 @@ def _find_owner(w, modules, target, proto):
             if canon:
                 return o, canon
     implicit_cls = None
-    if proto is not None and not proto.invert and proto.proto in PROTO_MODULES:
+    if proto is not None and proto.proto in PROTO_MODULES:
         implicit_cls = MATCHES[PROTO_MODULES[proto.proto]]
         if any(m.cls is implicit_cls for m in modules):
             implicit_cls = None
@@ -785,6 +791,9 @@ def validate_table(table: Table, source: str | None = None) -> None:
     for c in chains.values():
         for r in c.rules:
             t = r.target
+            if table.name == "nat" and t is not None and t.name == "DROP":
+                fail("DROP in the nat table is refused (\"nat table is not intended for filtering\"); "
+                     "drop in the filter table", r)
             if t is not None and t.name in TARGET_HOOKS:
                 tbl, hooks = TARGET_HOOKS[t.name]
                 if tbl != table.name:

@@ -210,6 +210,8 @@ class _Ports(Match):
 
     ALIASES: ClassVar[dict] = {"source-port": "sport", "destination-port": "dport"}
     REVERSED_OK: ClassVar[bool] = False
+    WRAP: ClassVar[bool] = False
+    PROTO: ClassVar[int] = 0
 
     @classmethod
     def _parse_ports(cls, opts):
@@ -217,18 +219,24 @@ class _Ports(Match):
         kw, dropped = {}, False
         for o in opts:
             if o.name in ("sport", "dport"):
-                rng = parse_port_range(o.value, allow_reversed=cls.REVERSED_OK)
+                rng = parse_port_range(o.value, allow_reversed=cls.REVERSED_OK, wrap=cls.WRAP)
+                inv = o.invert
                 if rng == FULL:
                     # The full range tests nothing: kept out of the saved form,
                     # and inverted (1.8.9, nf_tables) it is dropped altogether.
-                    dropped = dropped or o.invert
+                    dropped = dropped or inv
                     continue
+                if inv and rng[0] == 0 < rng[1] < 65535:
+                    # nf_tables stores "not 0:N" as the range N+1:65535
+                    rng, inv = (rng[1] + 1, 65535), False
                 kw[o.name] = rng
-                kw[o.name + "_inv"] = o.invert
+                kw[o.name + "_inv"] = inv
         return kw, dropped
 
     def check(self, ctx: RuleContext) -> None:
-        if ctx.proto_name() != self.name:
+        # `! -p tcp -m tcp --dport 80` loads too: nf_tables then compares the
+        # transport header's port field of whatever protocol the packet has.
+        if ctx.proto != self.PROTO:
             raise OptionError(f"{self.name} match: needs \"-p {self.name}\"")
 
     def _save_ports(self) -> list:
@@ -261,6 +269,7 @@ class Tcp(_Ports):
     option_inv: bool = False
 
     name: ClassVar[str] = "tcp"
+    PROTO: ClassVar[int] = 6
     OPTIONS: ClassVar[dict] = {"sport": (1, True), "dport": (1, True), "tcp-flags": (2, True),
                                "syn": (0, True), "tcp-option": (1, True)}
     ALIASES: ClassVar[dict] = {"source-port": "sport", "destination-port": "dport"}
@@ -317,9 +326,12 @@ class Tcp(_Ports):
 @dataclass(frozen=True)
 class Udp(_Ports):
     name: ClassVar[str] = "udp"
+    PROTO: ClassVar[int] = 17
     OPTIONS: ClassVar[dict] = {"sport": (1, True), "dport": (1, True)}
-    # iptables 1.8.9 accepts an inverted range (4:3) for udp; it never matches.
+    # iptables 1.8.9 accepts an inverted range (4:3) for udp, which never
+    # matches, and keeps the low 16 bits of a port above 65535.
     REVERSED_OK: ClassVar[bool] = True
+    WRAP: ClassVar[bool] = True
 
     @classmethod
     def from_options(cls, opts, ctx):
@@ -336,6 +348,7 @@ class Udp(_Ports):
 @dataclass(frozen=True)
 class Sctp(_Ports):
     name: ClassVar[str] = "sctp"
+    PROTO: ClassVar[int] = 132
     OPTIONS: ClassVar[dict] = {"sport": (1, True), "dport": (1, True), "chunk-types": (2, True)}
 
     @classmethod
@@ -851,10 +864,10 @@ class Conntrack(Match):
     fields: tuple = ()
 
     name: ClassVar[str] = "conntrack"
-    OPTIONS: ClassVar[dict] = {n: (1, True) for n in (
+    OPTIONS: ClassVar[dict] = dict({n: (1, True) for n in (
         "ctstate", "ctproto", "ctorigsrc", "ctorigdst", "ctreplsrc", "ctrepldst",
         "ctorigsrcport", "ctorigdstport", "ctreplsrcport", "ctrepldstport",
-        "ctstatus", "ctexpire", "ctdir")}
+        "ctstatus", "ctexpire")}, ctdir=(1, False))
     ORDER: ClassVar[tuple] = tuple(OPTIONS)
     stateful: ClassVar[bool] = True
     needs_conntrack: ClassVar[bool] = True

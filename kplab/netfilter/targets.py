@@ -203,8 +203,14 @@ def parse_nat_range(text: str, family: int, what: str) -> NatRange:
     return NatRange(**kw)
 
 
+def _port_proto(ctx) -> bool:
+    """A protocol with ports was named; `! -p tcp` counts too (it loads)."""
+    from .values import proto_text
+    return ctx.proto != 0 and proto_text(ctx.proto) in PORT_PROTOS
+
+
 def _needs_port_proto(t, ctx, what):
-    if t.range is not None and t.range.min_port is not None and ctx.proto_name() not in PORT_PROTOS:
+    if t.range is not None and t.range.min_port is not None and not _port_proto(ctx):
         raise OptionError(f"{what}: a port range needs \"-p tcp\", \"-p udp\", \"-p sctp\" or \"-p dccp\"")
 
 
@@ -306,7 +312,7 @@ class Masquerade(Target):
         return cls(ports, "random" in names, "random-fully" in names)
 
     def check(self, ctx):
-        if self.ports is not None and ctx.proto_name() not in PORT_PROTOS:
+        if self.ports is not None and not _port_proto(ctx):
             raise OptionError("MASQUERADE: --to-ports needs \"-p tcp\", \"-p udp\", \"-p sctp\" or \"-p dccp\"")
 
     def save(self) -> str:

@@ -167,11 +167,17 @@ SERVICES = {
 }
 
 
-def parse_port(text: str) -> int:
-    """A port number (0-65535) or a service name."""
+def parse_port(text: str, wrap: bool = False) -> int:
+    """A port number (0-65535) or a service name.
+
+    `wrap`: iptables 1.8.9's udp match keeps only the low 16 bits of a
+    larger number (`--dport 70000` loads as 4464); everything else refuses it.
+    """
     if text.isdigit():
         n = int(text)
         if n > 65535:
+            if wrap and n < 1 << 32:
+                return n & 0xFFFF
             raise OptionError(f"port {text} is out of range (0-65535)")
         return n
     if text in SERVICES:
@@ -179,16 +185,17 @@ def parse_port(text: str) -> int:
     raise OptionError(f"invalid port/service {text!r}")
 
 
-def parse_port_range(text: str, sep: str = ":", allow_reversed: bool = False) -> tuple[int, int]:
+def parse_port_range(text: str, sep: str = ":", allow_reversed: bool = False,
+                     wrap: bool = False) -> tuple[int, int]:
     """`PORT`, `LOW:HIGH`, `LOW:` (to 65535), `:HIGH` (from 0) or `:` (all)."""
     if sep in text:
         lo_text, _, hi_text = text.partition(sep)
-        lo = parse_port(lo_text) if lo_text else 0
-        hi = parse_port(hi_text) if hi_text else 65535
+        lo = parse_port(lo_text, wrap) if lo_text else 0
+        hi = parse_port(hi_text, wrap) if hi_text else 65535
         if lo > hi and not allow_reversed:
             raise OptionError(f"invalid port range {text!r} (low > high)")
         return lo, hi
-    p = parse_port(text)
+    p = parse_port(text, wrap)
     return p, p
 
 

@@ -148,10 +148,12 @@ IFACE = st.from_regex(r"\A[a-z][a-z0-9]{0,6}\+?\Z", fullmatch=True)
 @st.composite
 def rule(draw, chain, chain_index, user_chains, tbl):
     parts = []
-    if draw(st.booleans()):
-        parts.append(f"{neg(draw)}-s {draw(address())}")
-    if draw(st.booleans()):
-        parts.append(f"{neg(draw)}-d {draw(address())}")
+    for flag in ("-s", "-d"):
+        if draw(st.booleans()):
+            a = draw(address())
+            # "! -s X/0" never matches and the kernel refuses it (seen on this machine)
+            n = "" if a.endswith(("/0", "/0.0.0.0")) else neg(draw)
+            parts.append(f"{n}{flag} {a}")
     if chain in ("INPUT", "FORWARD", "PREROUTING") or chain.startswith("U") and draw(st.booleans()):
         if draw(st.booleans()):
             parts.append(f"{neg(draw)}-i {draw(IFACE)}")
@@ -163,7 +165,8 @@ def rule(draw, chain, chain_index, user_chains, tbl):
         parts.append(p)
     for _ in range(draw(st.integers(0, 2))):
         parts.append(draw(module_part(chain)))
-    targets = ["", "-j ACCEPT", "-j DROP", "-j RETURN", f"-j LOG --log-prefix {quote(draw(comment_text).replace('é', 'e')[:29])}"]
+    # nf_tables refuses DROP in the nat table ("not intended for filtering")
+    targets = ["", "-j ACCEPT", "-j DROP" if tbl not in ("nat", "neutral-nat") else "-j ACCEPT", "-j RETURN", f"-j LOG --log-prefix {quote(draw(comment_text).replace('é', 'e')[:29])}"]
     later = [c for i, c in enumerate(user_chains) if i > chain_index]
     if later:
         targets += [f"-j {draw(st.sampled_from(later))}", f"-g {draw(st.sampled_from(later))}"]
@@ -201,7 +204,7 @@ def ruleset_text(draw):
         for i, chain in enumerate(users):
             # user chains are reached only from filter INPUT/FORWARD-like hooks: keep them hook-neutral
             for _ in range(draw(st.integers(0, 2))):
-                lines.append(f"-A {chain} " + draw(rule(chain, i, users, "neutral")))
+                lines.append(f"-A {chain} " + draw(rule(chain, i, users, "neutral-nat" if tbl == "nat" else "neutral")))
         for chain in BUILTIN[tbl]:
             for _ in range(draw(st.integers(0, 3))):
                 lines.append(f"-A {chain} " + draw(rule(chain, -1, users, tbl)))
