@@ -19,7 +19,7 @@ from .packet import ip
 
 STANDARD = {
     "node": {"ip": "192.168.0.2/24", "iface": "eth0", "pod_cidr": "10.244.1.0/24",
-             "pod_gateway": "10.244.1.1", "local_ips": []},
+             "pod_gateway": "10.244.1.1", "local_ips": [], "route_localnet": False},
     "pods": [{"name": "client", "ip": "10.244.1.7"},
              {"name": "backend1", "ip": "10.244.1.3"},
              {"name": "backend2", "ip": "10.244.1.4"}],
@@ -31,7 +31,7 @@ STANDARD = {
 #: The same shape in IPv6 addresses, used for ip6tables rulesets.
 STANDARD_V6 = {
     "node": {"ip": "2001:db8::2/64", "iface": "eth0", "pod_cidr": "fd00:10:244:1::/64",
-             "pod_gateway": "fd00:10:244:1::1", "local_ips": []},
+             "pod_gateway": "fd00:10:244:1::1", "local_ips": [], "route_localnet": False},
     "pods": [{"name": "client", "ip": "fd00:10:244:1::7"},
              {"name": "backend1", "ip": "fd00:10:244:1::3"},
              {"name": "backend2", "ip": "fd00:10:244:1::4"}],
@@ -113,6 +113,10 @@ class Topology:
         self.pod_cidr = ipaddress.ip_network(node["pod_cidr"])
         self.pod_gateway = str(ipaddress.ip_address(node["pod_gateway"]))
         self.local_ips = [str(ipaddress.ip_address(a)) for a in node.get("local_ips", [])]
+        # net.ipv4.conf.all.route_localnet: may a packet from 127.0.0.0/8 be
+        # routed off the host? Off on a fresh host; kube-proxy turns it on for
+        # localhost NodePorts.
+        self.route_localnet = bool(node.get("route_localnet", False))
         self.pods = []            # (name, ip, host iface)
         seen_if = {}
         names = set()

@@ -16,6 +16,7 @@ _NAMES = {
     "Lab": "netns", "LabError": "netns", "Counters": "netns", "available": "netns",
     "lab_namespaces": "netns", "sweep_stale": "netns",
     "KernelObservation": "harness", "HarnessError": "harness",
+    "run_case": "differential", "CaseResult": "differential",
 }
 
 __all__ = sorted(_NAMES)

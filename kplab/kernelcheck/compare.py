@@ -85,43 +85,81 @@ def kernel_masquerade(ruleset, hits) -> bool:
 
 
 _ERROR_HOOK_CHAINS = ("OUTPUT", "POSTROUTING")
+_LOCAL_ERROR_CHAINS = ("OUTPUT", "POSTROUTING", "PREROUTING", "INPUT")
+
+
+def random_port_rule(ruleset, hits) -> bool:
+    """Whether a NAT rule that picks a random source port (--random,
+    --random-fully) fired: the kernel's choice of port is not predictable."""
+    for (table, chain, index), n in hits.items():
+        c = ruleset.chain(table, chain)
+        if n > 0 and c is not None and 0 < index <= len(c.rules):
+            t = c.rules[index - 1].target
+            if t is not None and t.name in ("MASQUERADE", "SNAT") and (t.random or t.random_fully):
+                return True
+    return False
+
+
+def _same_delivery(kd, od, random_port: bool) -> bool:
+    if kd == od or kd is None or od is None or not random_port:
+        return kd == od
+    a, b = dict(kd), dict(od)
+    pa, pb = a.pop("sport"), b.pop("sport")
+    return a == b and (pa is None) == (pb is None) and (pb is None or 1 <= pb <= 65535)
 
 
 def compare_one(trace, obs, ruleset):
     """(mismatches, notes) between one kplab outcome and the kernel."""
     out, notes = [], []
-    if trace.verdict != obs.verdict:
+    verdict = obs.verdict
+    rejecting = [s for s in trace.matched_rules if s.verdict == "REJECT"]
+    if (trace.verdict == "REJECT" and verdict == "DROP" and rejecting
+            and obs.rule_hits.get((rejecting[-1].table, rejecting[-1].chain, rejecting[-1].index), 0) > 0):
+        # The REJECT rule fired in the kernel too, but the error it sent was
+        # itself dropped on its way out (OUTPUT/POSTROUTING), so none came back.
+        verdict = "REJECT"
+        notes.append("the kernel's REJECT rule fired, but its ICMP error / RST was dropped on the way out")
+    if trace.verdict != verdict:
         out.append(Mismatch("verdict", trace.verdict, obs.verdict))
     kd = trace.delivered_json()
-    if kd != obs.delivered:
+    random_port = random_port_rule(ruleset, obs.rule_hits)
+    if not _same_delivery(kd, obs.delivered, random_port):
         out.append(Mismatch("delivered", kd, obs.delivered))
+    elif random_port and kd != obs.delivered:
+        notes.append(f"source port chosen at random: kplab {kd['sport']}, kernel {obs.delivered['sport']}")
     if trace.dnat_to != obs.dnat_to and trace.verdict == "ACCEPT" and obs.verdict == "ACCEPT":
         out.append(Mismatch("dnat_to", trace.dnat_to, obs.dnat_to))
-    km = kernel_masquerade(ruleset, obs.rule_hits)
-    if trace.masquerade != km:
-        out.append(Mismatch("masquerade", trace.masquerade, km))
     want, got = expected_hits(trace), Counter({k: v for k, v in obs.rule_hits.items() if v})
+    own = got
     if want != got:
         extra = got - want
         missing = want - got
-        if obs.verdict == "REJECT" and not missing and all(
-                _error_packet_chain(ruleset, k) for k in extra):
+        local = trace.origin == "node"
+        if verdict == "REJECT" and not missing and all(
+                _error_packet_chain(ruleset, k, local) for k in extra):
             notes.append("counters in OUTPUT/POSTROUTING from the error the REJECT sent: " + path_text(extra))
+            own = got - extra              # the error packet's own hits
         else:
             out.append(Mismatch("rule_hits", path_text(want), path_text(got)))
+    km = kernel_masquerade(ruleset, own)
+    if trace.masquerade != km:
+        out.append(Mismatch("masquerade", trace.masquerade, km))
     return out, notes
 
 
-def _error_packet_chain(ruleset, key) -> bool:
+def _error_packet_chain(ruleset, key, local: bool = False) -> bool:
     """Could the ICMP error / RST a REJECT sends (a locally generated packet)
-    have passed this rule? Built-in OUTPUT/POSTROUTING, or chains they reach."""
+    have passed this rule? Built-in OUTPUT/POSTROUTING, or chains they reach;
+    when the rejected packet came from the node itself, the error is
+    delivered back to it through lo, so PREROUTING and INPUT too."""
     table, chain, _ = key
-    if chain in _ERROR_HOOK_CHAINS:
+    bases = _LOCAL_ERROR_CHAINS if local else _ERROR_HOOK_CHAINS
+    if chain in bases:
         return True
     t = ruleset.table(table)
     if t is None:
         return False
-    todo, seen = [c for c in _ERROR_HOOK_CHAINS if c in t.chains], set()
+    todo, seen = [c for c in bases if c in t.chains], set()
     while todo:
         c = todo.pop()
         if c == chain:

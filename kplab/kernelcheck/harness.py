@@ -559,7 +559,19 @@ def _inject(lab, rig, role, pkt: Packet, tag: int, ack: int | None, out: _Outcom
     return GRACE
 
 
-def _watch(lab, rig, tag: int, out: _Outcome, grace: float, timeout: float, recv_names: dict):
+def _is_rst_for(seen, tag: int, pkt) -> bool:
+    """A TCP RST answering our packet. For a segment without ACK the RST
+    acknowledges our tag + 1; for one with ACK (a SYN/ACK reply) it carries no
+    ACK and its sequence number is our ack: recognise it by its ports."""
+    if seen.proto != "tcp" or not (seen.flags or 0) & TCP_BITS["RST"]:
+        return False
+    if seen.ack == ((tag + 1) & 0xFFFFFFFF):
+        return True
+    return (pkt is not None and seen.dst == pkt.src and seen.src == pkt.dst
+            and seen.dport == pkt.sport and seen.sport == pkt.dport)
+
+
+def _watch(lab, rig, tag: int, out: _Outcome, grace: float, timeout: float, recv_names: dict, pkt=None):
     """Collect until the first delivery/error, or the marker + grace, or the timeout."""
     t0 = time.monotonic()
     deadline = t0 + timeout
@@ -583,7 +595,10 @@ def _watch(lab, rig, tag: int, out: _Outcome, grace: float, timeout: float, recv
                         out.barrier = time.monotonic()
                     continue
                 where = recv_names(kind, role, seen)
-                if seen.has_tag(tag) and not seen.is_error:
+                if _is_rst_for(seen, tag, pkt):
+                    out.rsts.append((where, seen))
+                    out.captures.append(f"{where}: TCP RST {seen}")
+                elif seen.has_tag(tag) and not seen.is_error:
                     out.deliveries.append((where, seen))
                     out.captures.append(f"{where}: {seen}")
                 elif seen.is_error:
@@ -592,10 +607,6 @@ def _watch(lab, rig, tag: int, out: _Outcome, grace: float, timeout: float, recv
                         out.errors.append((where, seen, inner))
                         out.captures.append(f"{where}: ICMP error type {seen.icmp_type} code {seen.icmp_code} "
                                             f"from {seen.src} quoting {inner}")
-                elif (seen.proto == "tcp" and (seen.flags or 0) & TCP_BITS["RST"]
-                      and seen.ack == ((tag + 1) & 0xFFFFFFFF)):
-                    out.rsts.append((where, seen))
-                    out.captures.append(f"{where}: TCP RST {seen}")
 
 
 def _receiver(lab):
@@ -628,7 +639,7 @@ def _observe(lab, origin: str, pkt: Packet, *, flush: bool, counters: bool, conn
     tag = rig.next_tag()
     out = _Outcome()
     grace = _inject(lab, rig, role, pkt, tag, ack, out)
-    _watch(lab, rig, tag, out, grace, lab.timeout if timeout is None else timeout, _receiver(lab))
+    _watch(lab, rig, tag, out, grace, lab.timeout if timeout is None else timeout, _receiver(lab), pkt)
 
     rule_hits, policy_hits, texts = Counter(), Counter(), {}
     if counters:
@@ -756,7 +767,7 @@ def send_many(lab, from_name: str, packet: Packet, count: int, *, flush: str | b
         tag = rig.next_tag()
         out = _Outcome()
         grace = _inject(lab, rig, role, p, tag, None, out)
-        _watch(lab, rig, tag, out, grace, timeout, receiver)
+        _watch(lab, rig, tag, out, grace, timeout, receiver, p)
         if out.deliveries:
             where, seen = out.deliveries[0]
             results.append({"to": where, "src": seen.src, "sport": seen.sport, "dst": seen.dst,

@@ -493,6 +493,7 @@ class Lab:
             "net/ipv4/icmp_echo_ignore_all": 1,
         }
         for w in ("all", "default"):
+            node_sys[f"net/ipv4/conf/{w}/route_localnet"] = int(self.topology.route_localnet)
             node_sys[f"net/ipv4/conf/{w}/rp_filter"] = 0
             node_sys[f"net/ipv4/conf/{w}/send_redirects"] = 0
             node_sys[f"net/ipv4/conf/{w}/accept_redirects"] = 0

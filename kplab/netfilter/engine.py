@@ -169,6 +169,7 @@ class Walk:
         self.warnings: list = []
         self.hook = self.table = self.chain = None
         self.rule_index = None
+        self.route = None
 
     # ------------------------------------------------------------------
     # The packet paths
@@ -205,18 +206,17 @@ class Walk:
         return verdict, pkt, route
 
     def _local(self, pkt):
-        route = self.topo.route(pkt.dst)
+        route = self.route = self.topo.route(pkt.dst)
         pkt = pkt.replace(in_iface=None, out_iface=route.iface)
         self._step("route", note=f"created on this node; route to {pkt.dst}: out {route.iface}"
                                  + (f" via {route.gateway}" if route.gateway else ""))
-        before = pkt
         verdict, pkt = self._hook("OUTPUT", pkt)
         if verdict != "ACCEPT":
             return verdict, pkt, None
-        if pkt.dst != before.dst:
-            route = self.topo.route(pkt.dst)
-            pkt = pkt.replace(out_iface=route.iface)
-            self._step("route", note=f"destination changed to {pkt.dst}: re-route out {route.iface}")
+        route = self.route                 # re-routed inside nat OUTPUT if DNAT changed it
+        # The rest of OUTPUT still saw the first route's device (the hook's
+        # state is fixed when the hook starts); POSTROUTING sees the new one.
+        pkt = pkt.replace(out_iface=route.iface)
         verdict, pkt = self._hook("POSTROUTING", pkt)
         if verdict != "ACCEPT":
             return verdict, pkt, None
@@ -229,6 +229,22 @@ class Walk:
             verdict, pkt = self._hook("INPUT", pkt)
             return verdict, pkt, "node"
         return verdict, pkt, route
+
+    def _reroute(self, hook, before, after):
+        """nat OUTPUT changed the destination of a packet this host created:
+        the kernel routes it again right there (ip_route_me_harder), so the
+        later tables already see the new output interface. A packet with a
+        loopback source cannot be routed off the host: it is dropped."""
+        route = self.topo.route(after.dst)
+        if ip(after.src).is_loopback and not route.local and not (
+                self.topo.route_localnet and ip(after.src).version == 4):
+            self._step("drop", hook, note=f"destination changed to {after.dst}, but a packet from {after.src} "
+                                          "may not leave this host (martian source): dropped when re-routing")
+            return "DROP", after
+        self.route = route
+        self._step("route", hook, note=f"destination changed to {after.dst}: re-routed out {route.iface} "
+                                       "(rules later in OUTPUT still see the first route's interface)")
+        return "ACCEPT", after
 
     def _finish(self, sent, origin_name, verdict, final, out) -> Trace:
         delivered = None
@@ -459,6 +475,12 @@ class Walk:
     # NAT
 
     def _nat(self, hook, pkt):
+        verdict, after = self._nat_stage(hook, pkt)
+        if verdict == "ACCEPT" and hook == "OUTPUT" and after.dst != pkt.dst:
+            return self._reroute(hook, pkt, after)
+        return verdict, after
+
+    def _nat_stage(self, hook, pkt):
         e = self.entry
         if e is None:
             if self.ct_on and self.ruleset.tables.get("nat") is not None:

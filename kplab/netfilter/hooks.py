@@ -3,7 +3,11 @@
 Facts are data, not branches: the engine, the validator and the diagrams all
 read these tables. Priorities are those of the kernel's
 `include/uapi/linux/netfilter_ipv4.h` (`enum nf_ip_hook_priorities`); lower
-numbers run first at a hook.
+numbers run first at a hook -- except the security table: iptables-nft (the
+nf_tables backend, Debian's default and kplab's reference) registers its
+chains at priority 150, after the nat table's INPUT chain (100), where the
+legacy backend used 50 (`nft list ruleset` on a node shows
+"type filter hook input priority 150" for table ip security).
 """
 from __future__ import annotations
 
@@ -16,8 +20,8 @@ PRIORITY = {
     "mangle": -150,
     "nat-dst": -100,
     "filter": 0,
-    "security": 50,
     "nat-src": 100,
+    "security": 150,            # iptables-nft; 50 with iptables-legacy
     "confirm": 2**31 - 1,
 }
 
@@ -37,7 +41,7 @@ SAVE_TABLE_ORDER = ("mangle", "security", "raw", "filter", "nat")
 #: the connection's entry; "confirm" makes a new entry permanent.
 HOOK_ORDER = {
     "PREROUTING": ("raw", "conntrack", "mangle", "nat"),
-    "INPUT": ("mangle", "filter", "security", "nat", "confirm"),
+    "INPUT": ("mangle", "filter", "nat", "security", "confirm"),
     "FORWARD": ("mangle", "filter", "security"),
     "OUTPUT": ("raw", "conntrack", "mangle", "nat", "filter", "security"),
     "POSTROUTING": ("mangle", "nat", "confirm"),

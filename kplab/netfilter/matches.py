@@ -920,16 +920,26 @@ class Conntrack(Match):
         return " ".join(["-m conntrack"] + [f"{_neg(inv)}--{n} {self._text(n, v)}" for n, v, inv in self.fields])
 
     def _fail(self, pkt, ctx):
-        """The first option that fails, with what the entry has, or None."""
+        """The first option that fails, with what the entry has, or None.
+
+        As the kernel's conntrack_mt(): the state test first; then, for a
+        packet with no entry (not tracked yet, as in the raw table, or
+        invalid), the match holds exactly when a --ctstate test was given
+        (and passed) -- the other options are not looked at."""
         ct = ctx.conntrack_view(pkt)
+        state = next((f for f in self.fields if f[0] == "ctstate"), None)
+        if state is not None:
+            _, val, inv = state
+            if bool(ct.state_bits() & val) == inv:
+                return "ctstate", val, inv, ct.state_text()
+        if ct.entry is None:
+            if state is not None:
+                return None
+            n, val, inv = self.fields[0]
+            return n, val, inv, "no conntrack entry"
         for n, val, inv in self.fields:
             if n == "ctstate":
-                bits = ct.state_bits()
-                if bool(bits & val) == inv:
-                    return n, val, inv, ct.state_text()
                 continue
-            if ct.entry is None:
-                return n, val, inv, "no conntrack entry"
             got, ok = ct.field(n)
             if n == "ctstatus":
                 hit = bool(got & val)        # any listed bit; NONE (no bit) never holds

@@ -149,7 +149,9 @@ def topology_for(fc: FlowCase) -> Topology:
     node_ips = [a for a in fc.step_data["node_ips"] if ipaddress.ip_address(a).version == fam]
     if fam == 4:
         primary = "192.168.0.2"
-        spec = {"node": {"ip": primary + "/24", "local_ips": [a for a in node_ips if a != primary]}}
+        # kube-proxy sets net.ipv4.conf.all.route_localnet=1 (localhost NodePorts)
+        spec = {"node": {"ip": primary + "/24", "local_ips": [a for a in node_ips if a != primary],
+                         "route_localnet": True}}
     else:
         primary = "2001:db8::1"
         spec = {"node": {"ip": primary + "/64", "local_ips": [a for a in node_ips if a != primary]},

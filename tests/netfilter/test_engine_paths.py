@@ -128,7 +128,7 @@ def test_local_out_to_own_address_loops_through_lo():
                          ("mangle", "FORWARD"), ("filter", "FORWARD"), ("security", "FORWARD"),
                          ("mangle", "POSTROUTING"), ("nat", "POSTROUTING")]),
     ("client", NODE_IP, [("raw", "PREROUTING"), ("mangle", "PREROUTING"), ("nat", "PREROUTING"),
-                         ("mangle", "INPUT"), ("filter", "INPUT"), ("security", "INPUT"), ("nat", "INPUT")]),
+                         ("mangle", "INPUT"), ("filter", "INPUT"), ("nat", "INPUT"), ("security", "INPUT")]),
     ("node", REMOTE1, [("raw", "OUTPUT"), ("mangle", "OUTPUT"), ("nat", "OUTPUT"), ("filter", "OUTPUT"),
                        ("security", "OUTPUT"), ("mangle", "POSTROUTING"), ("nat", "POSTROUTING")]),
 ], ids=["forwarded", "local-in", "local-out"])

@@ -27,7 +27,7 @@ import pytest
 
 import kplab
 from kplab.kernelcheck import generate as G
-from tests.kernel.cases import KEEP_CONNTRACK, LESSONS
+from kplab.kernelcheck.lessons import KEEP_CONNTRACK, LESSONS
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID_SEEDS = range(1, 501)

@@ -1,7 +1,7 @@
 """Hand-written lesson cases for the kernel differential suite.
 
 Each `Case` in `LESSONS` is one path or behaviour of
-/work/shared/reference/netfilter.md on the standard node (DESIGN section 3):
+the netfilter reference (shared/reference/netfilter.md) on the standard node (DESIGN section 3):
 a small ruleset (iptables-restore text) and the 2-6 packets a lesson would
 send through it. The harness loads the rules into a real namespace, sends the
 packets in order and compares the kernel with kplab's trace. Recent lists and
