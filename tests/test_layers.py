@@ -116,3 +116,43 @@ def test_core_source_never_imports_notebook_libraries(path):
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found = [f"{path.relative_to(ROOT)}:{line}: {name}" for name, line in imported_names(tree) if name in NOTEBOOK_LIBS]
     assert not found, "only kplab/viz, kplab/widgets and kplab/exercises may import these:\n" + "\n".join(found)
+
+
+# --------------------------------------------------------------------------
+# Safety: only the kernel harness may run programs or open sockets.
+
+SAFE_EXEMPT = ("kernelcheck",)
+SAFETY_BANNED = {"subprocess", "socket", "ctypes", "urllib", "http", "ftplib", "smtplib", "telnetlib"}
+
+
+def _library_files():
+    root = Path(__file__).resolve().parent.parent / "kplab"
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in SAFE_EXEMPT:
+            continue
+        yield path
+
+
+@pytest.mark.parametrize("path", list(_library_files()), ids=lambda p: p.name)
+def test_library_runs_no_programs_and_opens_no_sockets(path):
+    """The library and the notebooks never run a subprocess or open a network
+    connection; only kplab.kernelcheck (the kernel harness) does, inside
+    namespaces of its own. YAML is read with safe_load only, and nothing
+    evaluates user text."""
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [(node.module or "").split(".")[0]]
+        else:
+            names = []
+        bad = SAFETY_BANNED.intersection(names)
+        assert not bad, f"{path}:{node.lineno} imports {sorted(bad)}"
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            assert name not in ("eval", "exec", "system", "popen"), f"{path}:{node.lineno} calls {name}()"
+            if name in ("load", "load_all") and isinstance(f, ast.Attribute) and getattr(f.value, "id", "") == "yaml":
+                pytest.fail(f"{path}:{node.lineno}: use yaml.safe_load, not yaml.{name}")
