@@ -79,6 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.add_argument("--brief", action="store_true", help="list only the steps that did something")
 
+    r = sub.add_parser("render", help="the rules kube-proxy (iptables mode) programs on a node",
+                       description="Print the rules kube-proxy's iptables mode programs on one node after a "
+                                   "full sync, for the Services and endpoints in the YAML.")
+    r.add_argument("--cluster", required=True, metavar="FILE.yaml", action="append",
+                   help="Kubernetes YAML (multi-document or a List); may be given more than once")
+    r.add_argument("--config", metavar="KUBE_PROXY_CONFIG.yaml", help="a KubeProxyConfiguration")
+    r.add_argument("--node", required=True, metavar="NAME")
+    r.add_argument("--node-ip", action="append", default=None, metavar="IP", help="the node's addresses")
+    r.add_argument("--format", choices=("save", "restore"), default="save")
+    r.add_argument("--no-nfacct", action="store_true", help="the node's kernel has no nfacct")
+    r.add_argument("--no-random-fully", action="store_true", help="the node's kernel has no --random-fully")
+
+    e = sub.add_parser("explain", help="the Services, endpoints and odds a kube-proxy dump holds",
+                       description="Read a node's iptables-save dump back into Services: cluster IP, ports, "
+                                   "NodePort, external and load-balancer IPs, and each endpoint's probability.")
+    e.add_argument("--rules", required=True, metavar="FILE")
+    e.add_argument("--json", action="store_true")
+
     s = sub.add_parser("save", help="print rules as iptables-save prints them after loading",
                        description="Print the ruleset exactly as iptables-save would after iptables-restore.")
     s.add_argument("--rules", required=True, metavar="FILE")
@@ -145,7 +163,79 @@ def cmd_trace(args, out) -> int:
     return 0
 
 
-COMMANDS = {"trace": cmd_trace, "save": cmd_save}
+def cmd_render(args, out) -> int:
+    import dataclasses
+
+    from .kube.cluster import Cluster
+    from .kube.manifests import load, load_proxy_config, merge
+    from .kube.proxier import render
+    from .packet import ip
+    found = merge(*(load(p) for p in args.cluster))
+    if args.config:
+        found = dataclasses.replace(found, proxy_config=load_proxy_config(args.config))
+    cluster = Cluster(found)
+    for w in cluster.warnings:
+        print(f"kplab: warning: {w}", file=sys.stderr)
+    overrides = {}
+    if args.node_ip:
+        for a in args.node_ip:
+            try:
+                ip(a)
+            except ValueError:
+                raise KplabError(f"--node-ip {a!r} is not an IP address") from None
+        overrides["node_ips"] = tuple(args.node_ip)
+    if args.no_nfacct:
+        overrides["nfacct"] = False
+    if args.no_random_fully:
+        overrides["random_fully"] = False
+    try:
+        cluster.node(args.node)
+    except KplabError:
+        names = ", ".join(n.name for n in cluster.nodes())
+        raise KplabError(f"no node {args.node!r} in the cluster (nodes: {names})") from None
+    rendered = render(cluster.services(), cluster.slices(), cluster.proxy_config(args.node, **overrides))
+    out.write(rendered.save_text if args.format == "save" else rendered.restore_text)
+    return 0
+
+
+def cmd_explain(args, out) -> int:
+    from .kube.explain import explain, to_json
+    rs = _load_rules(args.rules, strict=False)
+    for w in rs.warnings:
+        print(f"kplab: warning: {w}", file=sys.stderr)
+    views = explain(rs)
+    if args.json:
+        obj = to_json(views)
+        if rs.warnings:
+            obj["warnings"] = list(rs.warnings)
+        json.dump(obj, out, indent=2)
+        out.write("\n")
+        return 0
+    out.write(f"{len(views)} service port{'s' if len(views) != 1 else ''} in {args.rules}\n")
+    for v in views:
+        where = f"{v.cluster_ip}:{v.port}/{v.protocol}" if v.cluster_ip else f"port {v.port}/{v.protocol}"
+        extra = []
+        if v.node_port:
+            extra.append(f"NodePort {v.node_port}")
+        if v.external_ips:
+            extra.append("external " + ", ".join(v.external_ips))
+        if v.load_balancer_ips:
+            extra.append("load balancer " + ", ".join(v.load_balancer_ips))
+        if v.external_traffic_policy == "Local":
+            extra.append("externalTrafficPolicy Local")
+        if v.internal_traffic_policy == "Local":
+            extra.append("internalTrafficPolicy Local")
+        out.write(f"\n{v.name}  {where}" + (f"  ({'; '.join(extra)})" if extra else "") + "\n")
+        if v.no_endpoints and v.endpoints:
+            out.write(f"    external traffic: no endpoint on this node ({v.no_endpoints})\n")
+        elif v.no_endpoints:
+            out.write(f"    no endpoints: {v.no_endpoints}\n")
+        for ep in v.endpoints:
+            out.write(f"    -> {ep.address:<24} {ep.probability:8.2%}\n")
+    return 0
+
+
+COMMANDS = {"trace": cmd_trace, "save": cmd_save, "explain": cmd_explain, "render": cmd_render}
 
 
 def main(argv=None, out=None) -> int:

@@ -190,6 +190,29 @@ class Cluster:
     def from_yaml(cls, text: str, source: str = "<string>", **kw) -> "Cluster":
         return cls(loads(text, source), **kw)
 
+    # ------------------------------------------------------------------ traffic
+
+    def network(self, **kw):
+        """This cluster's nodes as kplab Nodes running kube-proxy's rules, joined
+        by a wire (`kplab.kube.flow.ClusterNetwork`). Built once per Cluster, so
+        conntrack is kept between `send` and `reply`."""
+        net = self.__dict__.get("_network")
+        if net is None or kw:
+            from .flow import ClusterNetwork
+            net = ClusterNetwork(self, **kw)
+            self.__dict__["_network"] = net
+        return net
+
+    def send(self, from_: str, to: str, proto: str = "tcp", port: int | None = None, **kw):
+        """The first packet of a connection from a Pod (or node, or external
+        host) to a Service, ClusterIP:port, NodePort or Pod IP: a `Journey`
+        across the nodes. See `ClusterNetwork.send`."""
+        return self.network().send(from_, to, proto, port, **kw)
+
+    def reply(self, journey):
+        """The answer to a delivered journey, back through each node's conntrack."""
+        return self.network().reply(journey)
+
     # ------------------------------------------------------------------ reading
 
     @property

@@ -197,6 +197,8 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
     `unsupported` is "error" (refuse modules kplab does not model) or
     "opaque" (keep them, unexamined). Raises `_RuleError`.
     """
+    if cache is None:
+        cache = {}
     src = dst = proto = iin = iout = frag = None
     modules: list[_Loaded] = []
     target: _Loaded | None = None
