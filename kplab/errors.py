@@ -51,12 +51,17 @@ class ParseError(KplabError, ValueError):
 
     def pretty(self) -> str:
         """The message with the offending line and a caret under the bad token."""
-        out = str(self)
-        if self.text is not None:
-            out += "\n    " + self.text
-            if self.column is not None:
-                out += "\n    " + " " * self.column + "^"
-        return out
+        return with_caret(str(self), self.text, self.column)
+
+
+def with_caret(message: str, text: str | None, column: int | None) -> str:
+    """`message`, then the offending line and a caret under the bad token."""
+    out = message
+    if text is not None:
+        out += "\n    " + text
+        if column is not None:
+            out += "\n    " + " " * column + "^"
+    return out
 
 
 class RulesetError(ParseError):

@@ -38,7 +38,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ..errors import KplabError
+from ..errors import KplabError, with_caret
 from .objects import (PROTOCOLS, ContainerPort, Deployment, Endpoint, EndpointConditions, EndpointPort,
                       EndpointSlice, LoadBalancerIngress, Node, Pod, ProxyConfig, Service, ServicePort)
 
@@ -89,12 +89,7 @@ class ManifestError(KplabError, ValueError):
         self.column = column
 
     def pretty(self) -> str:
-        out = str(self)
-        if self.text is not None:
-            out += "\n    " + self.text
-            if self.column is not None:
-                out += "\n    " + " " * self.column + "^"
-        return out
+        return with_caret(str(self), self.text, self.column)
 
 
 @dataclass(frozen=True)
