@@ -78,11 +78,42 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _check_shape(spec, base, path="topology"):
+    """Refuse keys the standard node does not have and values of the wrong
+    kind, naming the key (`topology.pods[1].ip: expected text, got 5`)."""
+    if not isinstance(spec, dict):
+        raise TopologyError(f"{path}: expected an object with the keys {', '.join(base)}, got {spec!r}")
+    for key, value in spec.items():
+        where = f"{path}.{key}"
+        if key not in base and key != "host_iface":
+            raise TopologyError(f"{where}: unknown key (known: {', '.join(base)})")
+        want = base.get(key)
+        if isinstance(want, dict):
+            _check_shape(value, want, where)
+        elif isinstance(want, list):
+            if not isinstance(value, list):
+                raise TopologyError(f"{where}: expected a list, got {value!r}")
+            item = want[0] if want and isinstance(want[0], dict) else None
+            for k, v in enumerate(value):
+                if item is not None:
+                    if not isinstance(v, dict) or "name" not in v or "ip" not in v:
+                        raise TopologyError(f"{where}[{k}]: expected {{\"name\": ..., \"ip\": ...}}, got {v!r}")
+                    _check_shape(v, dict(item, host_iface=""), f"{where}[{k}]")
+                elif not isinstance(v, str):
+                    raise TopologyError(f"{where}[{k}]: expected an address as text, got {v!r}")
+        elif isinstance(want, bool):
+            if not isinstance(value, bool):
+                raise TopologyError(f"{where}: expected true or false, got {value!r}")
+        elif not isinstance(value, str):
+            raise TopologyError(f"{where}: expected text, got {value!r}")
+
+
 class Topology:
     """The addresses and routes of one node and of what lies beyond it."""
 
     def __init__(self, spec: dict | None = None, family: int = 4):
         base = STANDARD if family == 4 else STANDARD_V6
+        _check_shape(spec or {}, base)
         self.spec = _merge(base, spec or {})
         try:
             self._build()

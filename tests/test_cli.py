@@ -114,3 +114,29 @@ def test_python_dash_m_is_the_same_program():
     p = subprocess.run([sys.executable, "-m", "kplab", "save", "--rules", SEED], capture_output=True, text=True,
                        cwd=ROOT)
     assert p.returncode == 0 and p.stdout.startswith("*filter\n")
+
+
+@pytest.mark.parametrize("topo, message", [
+    ('{"pods": 5}', "topology.pods: expected a list"),
+    ('{"pods": [{"name": "a"}]}', "topology.pods[0]: expected"),
+    ('{"node": {"ip": 5}}', "topology.node.ip: expected text"),
+    ('{"nodes": {}}', "topology.nodes: unknown key"),
+    ('{"peer": {"externals": [{"name": "x", "ip": "not-ip"}]}}', "'not-ip'"),
+    ('{"pods": [', "not valid JSON"),
+])
+def test_bad_topology_file(tmp_path, capsys, topo, message):
+    f = tmp_path / "topo.json"
+    f.write_text(topo)
+    rc, _ = run("trace", "--rules", SEED, "--topology", str(f), "--from", "node", "--dst", "10.0.0.1")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and message in err
+
+
+def test_topology_file_replaces_the_pods(tmp_path):
+    f = tmp_path / "topo.json"
+    f.write_text('{"pods": [{"name": "web", "ip": "10.244.1.20"}]}')
+    rc, text = run("trace", "--rules", SEED, "--topology", str(f), "--from", "web", "--dst", "10.96.5.81", "--json")
+    obj = json.loads(text)
+    assert rc == 0 and obj["input"]["src"] == "10.244.1.20"
+    # backend1 is no longer a Pod of this node: 10.244.1.3 routes out of eth0
+    assert obj["delivered"]["to"] == "peer" and obj["dnat_to"] == "10.244.1.3:8080"
