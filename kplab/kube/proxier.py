@@ -30,6 +30,12 @@ Public API:
   one Service changes costs little), stale-chain deletion (`-X`) for chains
   earlier syncs created, and optional partial syncs (kube-proxy's
   MinimizeIPTablesRestore: only changed services' chains are written).
+* `Proxier.update(services=..., removed_services=..., slices_for=...)` then
+  `Proxier.sync_changes(partial=True) -> Rendered`: kube-proxy's change
+  trackers. Only what changed is recorded and only that is redone: the
+  sorted order of service ports is kept incrementally, unchanged Services'
+  lines are reused, and a partial sync's node state is computed from the
+  chains it writes. Same results as `sync()` given the whole state.
 * `diff(old, new) -> RenderDiff`: chains and rules added and removed, in
   `iptables-save` form.
 * `canonical_order(text)`: the sort kube-proxy's unit tests apply to restore
@@ -44,10 +50,11 @@ Standard library only.
 """
 from __future__ import annotations
 
-import base64
+import bisect
 import functools
 import hashlib
 import ipaddress
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -129,9 +136,18 @@ DEFAULT_STICKY_SECONDS = 10800     # the API server's default sessionAffinityCon
 # --------------------------------------------------------------------------
 # Hashes and probabilities
 
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+#: base32 of every 10-bit value: two characters (as base64.b32encode's own table).
+_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)
+
+
 def _b32_16(text: str) -> str:
-    # The first 10 bytes encode to exactly the first 16 base32 characters.
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
+    # The first 10 bytes (80 bits) encode to exactly the first 16 base32
+    # characters, two per 10 bits: base64.b32encode(digest[:10]), unrolled.
+    n = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
+    t = _B32_PAIRS
+    return (t[n >> 70] + t[(n >> 60) & 1023] + t[(n >> 50) & 1023] + t[(n >> 40) & 1023]
+            + t[(n >> 30) & 1023] + t[(n >> 20) & 1023] + t[(n >> 10) & 1023] + t[n & 1023])
 
 
 @functools.lru_cache(maxsize=65536)
@@ -971,29 +987,31 @@ def _apply_restore(tables: dict, text: str) -> dict:
     appended, `-X` deletes. Raises KplabError if a rule jumps to a chain
     that does not exist afterwards (iptables-restore then applies nothing)."""
     new = {t: dict(c) for t, c in tables.items()}
-    owned: set = set()                  # (table, chain) whose list is new
-    cur = tname = None
+    owned_by: dict = {}                 # table -> chains whose list is new
+    cur = owned = tname = None
     for line in text.split("\n"):
-        if not line or line[0] == "#":
+        if line[:3] == "-A ":           # most lines: test them first
+            sp = line.find(" ", 3)
+            name = line[3:sp] if sp != -1 else line[3:]
+            rules = cur.get(name)
+            if rules is None:
+                raise KplabError(f"iptables-restore: chain {name} does not exist (table {tname})")
+            if name not in owned:
+                rules = cur[name] = list(rules)
+                owned.add(name)
+            rules.append(line)
+        elif not line or line[0] == "#":
             continue
-        if line[0] == "*":
+        elif line[0] == "*":
             tname = line[1:].strip()
             cur = new.setdefault(tname, {})
+            owned = owned_by.setdefault(tname, set())
         elif line == "COMMIT":
             cur = None
         elif line[0] == ":":
             name = line[1:].split(" ", 1)[0]
             cur[name] = []
-            owned.add((tname, name))
-        elif line.startswith("-A "):
-            sp = line.find(" ", 3)
-            name = line[3:sp] if sp != -1 else line[3:]
-            if name not in cur:
-                raise KplabError(f"iptables-restore: chain {name} does not exist (table {tname})")
-            if (tname, name) not in owned:
-                cur[name] = list(cur[name])
-                owned.add((tname, name))
-            cur[name].append(line)
+            owned.add(name)
         elif line.startswith("-X "):
             cur.pop(line[3:].strip(), None)
     for t, chains in new.items():
@@ -1006,6 +1024,18 @@ def _apply_restore(tables: dict, text: str) -> dict:
                     if target not in chains:
                         raise KplabError(f"iptables-restore: {r!r} jumps to chain {target}, which does not exist")
     return new
+
+
+def _check_jumps(rules, chains) -> None:
+    """iptables-restore's refusal of a rule that jumps to a KUBE- chain
+    missing from its table (`chains`)."""
+    for r in rules:
+        i = r.rfind(" -j KUBE-")
+        if i != -1:
+            j = r.find(" ", i + 4)
+            target = r[i + 4:j] if j != -1 else r[i + 4:]
+            if target not in chains:
+                raise KplabError(f"iptables-restore: {r!r} jumps to chain {target}, which does not exist")
 
 
 def _tables_text(tables: dict) -> str:
@@ -1035,10 +1065,14 @@ class Rendered:
       tests (`canonical_order`; computed on first use).
     * `tables`: the node's filter and nat tables after the sync, in restore
       form: table -> chain -> tuple of "-A CHAIN ..." lines (built-in chains
-      included, with kube-proxy's and kubelet's jump rules).
+      included, with kube-proxy's and kubelet's jump rules). Always the
+      node's whole state, after a partial sync too (chains it did not write
+      are as earlier syncs left them). Chains are in the order they were
+      created on the node.
     * `save_text` / `ruleset`: `iptables-save` of the node after the sync, as
       the kplab engine normalises it (computed on first use).
-    * `chains`: service port name -> the nat chains it owns.
+    * `chains`: service port name -> the nat chains it owns (treat the lists
+      as read-only: later syncs may share them).
     * `decisions`: service port name -> ServicePortDecision.
     * `sync`: "full" or "partial"; `large_cluster_mode`; `warnings`.
     """
@@ -1189,16 +1223,182 @@ def _effective(config: ProxyConfig) -> tuple:
     return ctx, match_all, cidrs
 
 
+class _Entry:
+    """What the change trackers hold for one Service: the Service, its
+    service ports (`infos`, kube-proxy's ServicePortMap entries), the
+    per-port endpoint lists (`eps`, the EndpointsMap entries, computed from
+    the slices `eps_src`; None while the Service has no ports of this
+    family), `n_eps`, and `portmap` ((spn, proto) -> (info, raw endpoints):
+    what decides whether a partial sync rewrites the Service)."""
+
+    __slots__ = ("svc", "infos", "warns", "eps_src", "eps", "n_eps", "_portmap")
+
+    def __init__(self, svc, infos, warns, eps_src, eps, n_eps, portmap=None):
+        self.svc, self.infos, self.warns = svc, infos, warns
+        self.eps_src, self.eps, self.n_eps, self._portmap = eps_src, eps, n_eps, portmap
+
+    @property
+    def portmap(self) -> dict:
+        pm = self._portmap
+        if pm is None:
+            pm = {}
+            eps = self.eps
+            for info in self.infos:
+                pm[(info.spn, info.protocol)] = (info, eps.get((info.port_name, info.protocol.upper()), ()))
+            self._portmap = pm
+        return pm
+
+
+def _rule_chain(line: str) -> str:
+    sp = line.find(" ", 3)
+    return line[3:sp] if sp != -1 else line[3:]
+
+
+class _Row:
+    """The lines of one Service (all its ports, in declaration order) for
+    one context. `ports` holds (info, raw endpoints, ctx, decision,
+    fragment) per port, reused by identity (then equality) on rebuilds.
+
+    * `filter`: its filter rules; `top`: its nat KUBE-SERVICES/KUBE-NODEPORTS
+      rules; `decls`: its `:CHAIN` lines; `active`: the nat chains it owns.
+    * `full` (on use): `top` and its own chains' rules interleaved per port,
+      as a sync that writes the Service emits them.
+    * `split(fixed_names)` (on use): (table, chain) -> its `filter`/`top`
+      lines of that chain, or None if a line is for a chain the sync does
+      not declare itself.
+    * `own` (on use): [(chain, rules)] in declaration order, or None if a
+      rule is for a chain the Service does not declare.
+    """
+
+    __slots__ = ("ports", "filter", "top", "decls", "active", "_split", "_own")
+
+    def __init__(self, entry: _Entry, ctx: _Context, old):
+        reuse = None
+        if old is not None:
+            reuse = {(p[0].spn, p[0].protocol): p for p in old.ports}
+        ports = []
+        eps = entry.eps
+        for info in entry.infos:
+            raw = eps.get((info.port_name, info.protocol.upper()), ())
+            p = reuse.get((info.spn, info.protocol)) if reuse is not None else None
+            if (p is None or (p[2] is not ctx and p[2] != ctx) or (p[0] is not info and p[0] != info)
+                    or (p[1] is not raw and p[1] != raw)):
+                d = decide(info, _endpoint_infos(info, raw))
+                p = (info, raw, ctx, d, write_service_port(d, ctx))
+            ports.append(p)
+        if len(ports) == 1:
+            p = ports[0]
+            frag = p[4]
+            self.filter, self.top = frag.filter_rules, frag.nat_top
+            self.decls, self.active = frag.nat_chains, frag.active
+        else:
+            frags = [p[4] for p in ports]
+            self.filter = tuple(itertools.chain.from_iterable(f.filter_rules for f in frags))
+            self.top = tuple(itertools.chain.from_iterable(f.nat_top for f in frags))
+            self.decls = tuple(itertools.chain.from_iterable(f.nat_chains for f in frags))
+            self.active = tuple(itertools.chain.from_iterable(f.active for f in frags))
+        self.ports = tuple(ports)
+        self._split = self._own = False
+
+    @property
+    def full(self) -> tuple:
+        if len(self.ports) == 1:
+            frag = self.ports[0][4]
+            return frag.nat_top + frag.nat_rules
+        return tuple(itertools.chain.from_iterable(p[4].nat_top + p[4].nat_rules for p in self.ports))
+
+    def split(self, fixed_names: dict):
+        if self._split is False:
+            split: dict = {}
+            for table, lines in (("filter", self.filter), ("nat", self.top)):
+                names = fixed_names[table]
+                for line in lines:
+                    c = _rule_chain(line)
+                    if c not in names:
+                        split = None
+                        break
+                    split.setdefault((table, c), []).append(line)
+                if split is None:
+                    break
+            self._split = None if split is None else {k: tuple(v) for k, v in split.items()}
+        return self._split
+
+    @property
+    def own(self):
+        if self._own is False:
+            acc: dict = {}
+            ok = True
+            for line in self.decls:
+                acc.setdefault(line[1:].split(" ", 1)[0], [])
+            for p in self.ports:
+                for line in p[4].nat_rules:
+                    rules = acc.get(_rule_chain(line))
+                    if rules is None:
+                        ok = False
+                        break
+                    rules.append(line)
+            self._own = [(c, tuple(r)) for c, r in acc.items()] if ok else None
+        return self._own
+
+
+class _Fixed:
+    """The Service-independent part of a sync for one context: the lines of
+    `write_fixed_rules` and the KUBE-NODEPORTS jump(s), and per declared chain
+    the rules written before (`pre`) and after (`post`) the per-Service ones."""
+
+    def __init__(self, config: ProxyConfig, ctx: _Context, match_all: bool, cidrs: tuple):
+        fc, ff, fl, nc, nr = write_fixed_rules(config, ctx)
+        nodeports: list = []
+        write_nodeports_jump(config, ctx, match_all, cidrs, nodeports)
+        self.filter_chains, self.filter_first, self.filter_last = tuple(fc), tuple(ff), tuple(fl)
+        self.nat_chains, self.nat_rules, self.nodeports = tuple(nc), tuple(nr), tuple(nodeports)
+        self.names = {"filter": tuple(d[1:].split(" ", 1)[0] for d in fc),
+                      "nat": tuple(d[1:].split(" ", 1)[0] for d in nc)}
+        self.pre = {"filter": self._by_chain(ff), "nat": self._by_chain(nr)}
+        self.post = {"filter": self._by_chain(fl), "nat": self._by_chain(nodeports)}
+
+    @staticmethod
+    def _by_chain(lines) -> dict:
+        out: dict = {}
+        for line in lines:
+            out.setdefault(_rule_chain(line), []).append(line)
+        return {c: tuple(r) for c, r in out.items()}
+
+
+#: The snapshot of a Service that did not exist at the last sync.
+_ABSENT = ({}, ())
+
+#: Above this many rebuilt rows, the sorted order and the columns are rebuilt
+#: wholesale instead of edited row by row.
+_BULK_ROWS = 64
+
+
 class Proxier:
     """kube-proxy's iptables proxier for one node and one IP family, with
     state between syncs.
 
-    `sync(services, slices)` does a full sync (as `render`), reusing the
-    per-service work of the previous sync for Services and EndpointSlices
-    that did not change, and deleting (`:CHAIN` + `-X CHAIN`) per-service
-    chains that earlier syncs created and this one no longer writes.
-    `sync(..., partial=True)` writes what a partial sync writes (the first
-    sync, and the first after `force_full_sync()`, are full anyway).
+    Two ways to feed it, which can be mixed:
+
+    * `sync(services, slices, partial=False)`: the whole desired state each
+      time. Services and EndpointSlices that did not change (by identity,
+      then equality) reuse the previous sync's work; a full sync is what
+      `render` does, plus stale-chain deletion (`:CHAIN` + `-X CHAIN`) for
+      per-service chains that earlier syncs created and this one no longer
+      writes. `partial=True` writes what kube-proxy's partial sync
+      (MinimizeIPTablesRestore) writes: every top-level rule, but only the
+      chains of Services whose service ports or endpoints changed.
+    * kube-proxy's change trackers: `update(services=..., removed_services=...,
+      slices_for=...)` records changes (any number of calls), and
+      `sync_changes()` syncs them (partial by default) with work proportional
+      to what changed: the Services' sorted order is kept incrementally,
+      unchanged Services' lines are reused as they are, and a partial sync's
+      node state is computed from the chains it rewrites, not by replaying
+      the whole restore input.
+
+    The first sync, the first after `force_full_sync()` and the first after a
+    failed restore are full whatever is asked. Every `Rendered` holds the
+    node's whole state after its sync (its `save_text` / `ruleset` are
+    computed from it on first use).
 
     Simplification: kube-proxy skips stale-chain deletion in large-cluster
     mode unless `syncPeriod` has passed since the last one; this class has
@@ -1208,13 +1408,31 @@ class Proxier:
     def __init__(self, config: ProxyConfig):
         self.config = config
         self._base_ctx, self._match_all, self._cidrs = _effective(config)
-        self._tables = _fresh_tables()
+        self._large_ctx = _replace_ctx(self._base_ctx, True)
+        self._fixed: dict = {}            # ctx -> _Fixed
+        self._tables = _fresh_tables()    # after the first sync: table -> chain -> tuple of rules
         self._need_full = True
-        self._svc_cache: dict = {}        # svc key -> (Service, infos, warnings)
-        self._eps_cache: dict = {}        # svc key -> (slices tuple, endpoints_by_port dict)
-        self._frag_cache: dict = {}       # (spn, proto) -> (info, raw eps, ctx, decision, fragment)
-        self._last: dict = {}             # (spn, proto) -> (info, raw eps) of the previous sync
         self._syncs = 0
+        # Desired state (the change trackers).
+        self._entries: dict = {}          # service key -> _Entry
+        self._slices: dict = {}           # service key -> tuple of its EndpointSlices
+        self._total = 0                   # endpoints over all service ports (large-cluster mode)
+        self._pending: set = set()        # keys whose _Row must be rebuilt
+        self._snap: dict = {}             # key -> (portmap, active chains) at the last successful sync,
+        #                                   for the keys changed since
+        self._warn_keys: list = []        # sorted keys of entries with warnings
+        # Rendered state.
+        self._rows: dict = {}             # key -> _Row, for Services with service ports
+        self._order: list = []            # the keys of _rows, sorted
+        self._cols: dict = {"filter": [], "top": []}   # "filter" / "top" / (table, chain) -> list parallel
+        #                                                  to _order: that row's lines
+        self._row_ctx = None              # the context the rows were built with
+        self._split_cols = None           # (table, chain) -> list parallel to _order, built on demand
+        self._irregular = 0               # rows whose split is None (while _split_cols is built)
+        self._owned: dict = {}            # spn -> nat chains it owns
+        self._decisions: dict = {}        # spn -> ServicePortDecision
+        self._pos = None                  # nat chain -> creation rank (node order), built on demand
+        self._pos_next = 0
 
     def force_full_sync(self) -> None:
         """The next sync is full (kube-proxy's forceSyncProxyRules)."""
@@ -1224,118 +1442,452 @@ class Proxier:
     def tables(self) -> dict:
         return {t: {c: tuple(r) for c, r in ch.items()} for t, ch in self._tables.items()}
 
-    def _collect(self, services, slices, warnings):
-        cfg = self.config
-        svc_cache, eps_cache = {}, {}
-        ports = []
-        by_service: dict = {}
-        for sl in slices:
-            by_service.setdefault(f"{sl.namespace}/{sl.service}", []).append(sl)
-        seen_keys = set()
+    @property
+    def has_pending_changes(self) -> bool:
+        """Whether changes were recorded that no successful sync wrote yet."""
+        return bool(self._snap)
+
+    # ---------------------------------------------------------------- tracking
+
+    def update(self, services=(), removed_services=(), slices_for=None) -> None:
+        """Record changes for the next `sync_changes()` (kube-proxy's
+        ServiceChangeTracker and EndpointsChangeTracker).
+
+        * `services`: new or changed Service objects (a Service replaces the
+          one with the same namespace/name).
+        * `removed_services`: keys ("namespace/name") or Service objects of
+          deleted Services. Their EndpointSlices are kept (as kube-proxy
+          keeps them) until `slices_for` says otherwise.
+        * `slices_for`: {service key: EndpointSlices}: the complete current set
+          of slices of each Service named (empty: none left).
+
+        Giving an unchanged object is harmless (identity, then equality, is
+        checked). Raises KplabError, changing nothing, for a Service given
+        twice or both updated and removed, or a slice listed under another
+        Service's key."""
+        new_svcs: dict = {}
         for svc in services:
             key = svc.key
-            if key in seen_keys:
+            if key in new_svcs:
                 raise KplabError(f"Service {key} is given twice")
-            seen_keys.add(key)
-            hit = self._svc_cache.get(key)
-            if hit is not None and (hit[0] is svc or hit[0] == svc):
-                infos, warns = hit[1], hit[2]
-            else:
-                warns = []
-                infos = service_port_infos(svc, cfg, warns)
-            warnings.extend(warns)
-            svc_cache[key] = (svc, infos, warns)
-            if not infos:
+            new_svcs[key] = svc
+        removed = set()
+        for r in removed_services:
+            key = r if isinstance(r, str) else r.key
+            if key in new_svcs:
+                raise KplabError(f"Service {key} is both updated and removed")
+            removed.add(key)
+        new_slices: dict = {}
+        for key, sls in (slices_for or {}).items():
+            t = tuple(sls)
+            for sl in t:
+                if f"{sl.namespace}/{sl.service}" != key:
+                    raise KplabError(f"EndpointSlice {sl.namespace}/{sl.name} belongs to Service "
+                                     f"{sl.namespace}/{sl.service}, not {key}")
+            new_slices[key] = t
+        self._apply_update(new_svcs, removed, new_slices)
+
+    def _apply_update(self, new_svcs: dict, removed, new_slices: dict) -> None:
+        cfg = self.config
+        entries, all_slices = self._entries, self._slices
+        # Staged as three parallel lists: key, new entry (None: removed; a
+        # (Service, slices) pair: equal objects, nothing to redo), changed.
+        s_keys, s_entries, s_changed = [], [], []
+        for key in set(new_svcs) | set(removed) | set(new_slices):
+            old = entries.get(key)
+            if key in removed:
+                if old is not None:
+                    s_keys.append(key)
+                    s_entries.append(None)
+                    s_changed.append(True)
                 continue
-            sls = tuple(by_service.get(key, ()))
-            hit = self._eps_cache.get(key)
-            if hit is not None and (hit[0] == sls):
-                eps = hit[1]
+            svc = new_svcs.get(key)
+            if svc is None and old is not None:
+                svc = old.svc
+            if svc is None:
+                continue                  # slices of a Service not (yet) known
+            sls = new_slices[key] if key in new_slices else all_slices.get(key, ())
+            same_svc = old is not None and (old.svc is svc or old.svc == svc)
+            if same_svc:
+                infos, warns = old.infos, old.warns
+            else:
+                w: list = []
+                infos = service_port_infos(svc, cfg, w)
+                warns = tuple(w)
+            if not infos:
+                eps = None
+            elif old is not None and old.eps is not None and (old.eps_src is sls or old.eps_src == sls):
+                eps = old.eps
             else:
                 eps = endpoints_by_port(sls, cfg)
-            eps_cache[key] = (sls, eps)
+            if same_svc and eps is old.eps:
+                s_keys.append(key)                          # equal objects: remember the new ones
+                s_entries.append((svc, sls))
+                s_changed.append(False)
+                continue
+            n = 0
             for info in infos:
-                ports.append((info, eps.get((info.port_name, info.protocol.upper()), ())))
-        self._svc_cache, self._eps_cache = svc_cache, eps_cache
-        ports.sort(key=lambda p: p[0].key)       # stable: ports keep their declaration order
-        return ports
+                n += len(eps.get((info.port_name, info.protocol.upper()), ()))
+            s_keys.append(key)
+            s_entries.append(_Entry(svc, infos, warns, sls, eps, n))
+            s_changed.append(True)
+        # Commit (nothing above changed any state).
+        for key, sls in new_slices.items():
+            if sls:
+                all_slices[key] = sls
+            else:
+                all_slices.pop(key, None)
+        snap, rows = self._snap, self._rows
+        for key, entry, changed in zip(s_keys, s_entries, s_changed):
+            old = entries.get(key)
+            if not changed:
+                old.svc, old.eps_src = entry
+                continue
+            if key not in snap:
+                row = rows.get(key)
+                snap[key] = _ABSENT if old is None else (old.portmap, () if row is None else row.active)
+            self._pending.add(key)
+            self._total += (0 if entry is None else entry.n_eps) - (0 if old is None else old.n_eps)
+            had, has = old is not None and bool(old.warns), entry is not None and bool(entry.warns)
+            if had != has:
+                i = bisect.bisect_left(self._warn_keys, key)
+                if has:
+                    self._warn_keys.insert(i, key)
+                else:
+                    del self._warn_keys[i]
+            if entry is None:
+                del entries[key]
+            else:
+                entries[key] = entry
+
+    # ---------------------------------------------------------------- syncs
 
     def sync(self, services, slices, *, partial: bool = False) -> Rendered:
-        """One syncProxyRules(): returns what was restored and the node after it."""
-        cfg = self.config
-        warnings: list = []
-        ports = self._collect(tuple(services), tuple(slices), warnings)
-        do_full = self._need_full or not partial
-
-        # Changed services (for partial syncs): service info or endpoints differ.
-        now = {(i.spn, i.protocol): (i, eps) for i, eps in ports}
-        changed = set()
-        for k in set(now) | set(self._last):
-            a, b = now.get(k), self._last.get(k)
-            if a is None or b is None or a[0] != b[0] or a[1] != b[1]:
-                changed.add((a or b)[0].key)
-
-        total = sum(len(eps) for _, eps in ports)
-        large = total > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
-        ctx = self._base_ctx if not large else _replace_ctx(self._base_ctx, large)
-
-        filter_chains, filter_first, filter_last, nat_chains, nat_rules = write_fixed_rules(cfg, ctx)
-        filter_rules = list(filter_first)
-        active: set = set()
-        decisions: dict = {}
-        owned: dict = {}
-        frag_cache = {}
-        for info, raw in ports:
-            k = (info.spn, info.protocol)
-            hit = self._frag_cache.get(k)
-            if hit is not None and hit[2] == ctx and hit[0] == info and hit[1] == raw:
-                d, frag = hit[3], hit[4]
+        """One syncProxyRules() for this desired state (all Services, all
+        EndpointSlices): returns what was restored and the node after it."""
+        services = tuple(services)
+        by_key: dict = {}
+        for svc in services:
+            key = svc.key
+            if key in by_key:
+                raise KplabError(f"Service {key} is given twice")
+            by_key[key] = svc
+        groups: dict = {}
+        for sl in slices:
+            key = f"{sl.namespace}/{sl.service}"
+            g = groups.get(key)
+            if g is None:
+                groups[key] = [sl]
             else:
-                d = decide(info, _endpoint_infos(info, raw))
-                frag = write_service_port(d, ctx)
-            frag_cache[k] = (info, raw, ctx, d, frag)
-            decisions[info.spn] = d
-            owned[info.spn] = list(frag.active)
-            active.update(frag.active)
-            filter_rules.extend(frag.filter_rules)
-            nat_rules.extend(frag.nat_top)
-            if do_full or info.key in changed:
-                nat_chains.extend(frag.nat_chains)
-                nat_rules.extend(frag.nat_rules)
-        self._frag_cache = frag_cache
+                g.append(sl)
+        entries = self._entries
+        changed = {}
+        for key, svc in by_key.items():
+            e = entries.get(key)
+            if e is None or e.svc is not svc:
+                changed[key] = svc
+        removed = {key for key in entries if key not in by_key}
+        old_slices = self._slices
+        new_slices = {}
+        for key, g in groups.items():
+            t = tuple(g)
+            if old_slices.get(key, ()) != t:
+                new_slices[key] = t
+        for key in old_slices:
+            if key not in groups:
+                new_slices[key] = ()
+        self._apply_update(changed, removed, new_slices)
+        warnings = None
+        if self._warn_keys:
+            warnings = tuple(w for svc in services for w in entries[svc.key].warns)
+        return self._sync(partial, warnings)
 
+    def sync_changes(self, *, partial: bool = True) -> Rendered:
+        """Sync what `update()` recorded: a partial sync (kube-proxy's
+        MinimizeIPTablesRestore) unless `partial=False` or a full one is due.
+        Warnings are those of all known Services, by namespace/name."""
+        return self._sync(partial, None)
+
+    def _fixed_for(self, ctx: _Context) -> _Fixed:
+        f = self._fixed.get(ctx)
+        if f is None:
+            f = self._fixed[ctx] = _Fixed(self.config, ctx, self._match_all, self._cidrs)
+        return f
+
+    def _refresh_rows(self, ctx: _Context, fixed: _Fixed) -> bool:
+        """Rebuild the rows of pending keys (of all keys if the context
+        changed) and keep the sorted order, the columns and the per-port
+        views up to date. True if the order and columns were rebuilt
+        wholesale (many rows changed)."""
+        rows = self._rows
+        if self._row_ctx is not ctx:
+            keys = set(rows) | self._pending
+        else:
+            keys = self._pending
+        self._row_ctx = ctx
+        if not keys:
+            return False
+        self._pending = set()
+        entries = self._entries
+        bulk = len(keys) > _BULK_ROWS and len(keys) * 8 > len(self._order)
+        owned, decisions, order, cols = self._owned, self._decisions, self._order, self._cols
+        split_cols = None if bulk else self._split_cols
+        names = fixed.names
+        for key in (keys if bulk else sorted(keys)):
+            old = rows.get(key)
+            e = entries.get(key)
+            new = _Row(e, ctx, old) if e is not None and e.infos else None
+            if old is not None:
+                for p in old.ports:
+                    owned.pop(p[0].spn, None)
+                    decisions.pop(p[0].spn, None)
+                del rows[key]
+            if new is not None:
+                if not bulk:
+                    for p in new.ports:
+                        owned[p[0].spn] = list(p[4].active)
+                        decisions[p[0].spn] = p[3]
+                rows[key] = new
+            if bulk:
+                continue
+            i = bisect.bisect_left(order, key)
+            present = i < len(order) and order[i] == key
+            if split_cols is not None and old is not None and old.split(names) is None:
+                self._irregular -= 1
+            if new is None:
+                if present:
+                    del order[i]
+                    for col in cols.values():
+                        del col[i]
+                    if split_cols is not None:
+                        for col in split_cols.values():
+                            del col[i]
+                continue
+            if not present:
+                order.insert(i, key)
+                for col in cols.values():
+                    col.insert(i, ())
+                if split_cols is not None:
+                    for col in split_cols.values():
+                        col.insert(i, ())
+            cols["filter"][i] = new.filter
+            cols["top"][i] = new.top
+            if split_cols is not None:
+                split = new.split(names)
+                if split is None:
+                    self._irregular += 1
+                    split = {}
+                for sk, col in split_cols.items():
+                    col[i] = split.get(sk, ())
+                for sk, lines in split.items():
+                    if sk not in split_cols:
+                        col = split_cols[sk] = [()] * len(order)
+                        col[i] = lines
+        if bulk:
+            order = self._order = sorted(rows)
+            self._cols = {"filter": [rows[k].filter for k in order], "top": [rows[k].top for k in order]}
+            self._split_cols = None
+            self._rebuild_views()
+        return bulk
+
+    def _split_columns(self, fixed: _Fixed) -> dict:
+        """(table, chain) -> list parallel to the order: each row's lines of
+        that top-level chain (built on first use after a bulk rebuild, then
+        kept up to date)."""
+        if self._split_cols is None:
+            rows, names = self._rows, fixed.names
+            n = len(self._order)
+            cols: dict = {}
+            irregular = 0
+            for i, k in enumerate(self._order):
+                split = rows[k].split(names)
+                if split is None:
+                    irregular += 1
+                    continue
+                for sk, lines in split.items():
+                    col = cols.get(sk)
+                    if col is None:
+                        col = cols[sk] = [()] * n
+                    col[i] = lines
+            self._split_cols, self._irregular = cols, irregular
+        return self._split_cols
+
+    def _rebuild_views(self) -> None:
+        """`chains` and `decisions` in service order (partial syncs edit them
+        in place; a full sync puts them back in order)."""
+        owned, decisions = {}, {}
+        rows = self._rows
+        for k in self._order:
+            for p in rows[k].ports:
+                owned[p[0].spn] = list(p[4].active)
+                decisions[p[0].spn] = p[3]
+        self._owned, self._decisions = owned, decisions
+
+    def _sync(self, partial: bool, warnings) -> Rendered:
+        cfg = self.config
+        do_full = self._need_full or not partial
+        large = self._total > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
+        ctx = self._large_ctx if large else self._base_ctx
+        fixed = self._fixed_for(ctx)
+        if not self._refresh_rows(ctx, fixed) and do_full:
+            self._rebuild_views()
+
+        # Changed services (for partial syncs): service ports or endpoints differ.
+        entries = self._entries
+        changed = []
+        if not do_full:
+            for key, (portmap, _) in self._snap.items():
+                e = entries.get(key)
+                if (e.portmap if e is not None else {}) != portmap:
+                    changed.append(key)
+        if warnings is None:
+            warnings = tuple(w for k in self._warn_keys for w in entries[k].warns)
+
+        try:
+            if do_full:
+                raw_text, tables = self._full_restore(fixed)
+            else:
+                raw_text, tables = self._partial_restore(fixed, changed)
+        except KplabError:
+            self._need_full = True          # as kube-proxy: after a failed sync, the next one is full
+            raise
+        self._tables = tables
+        self._need_full = False
+        self._snap = {}
+        self._syncs += 1
+        return Rendered(
+            restore_text_raw=raw_text, tables={t: dict(ch) for t, ch in tables.items()},
+            chains=dict(self._owned), decisions=dict(self._decisions), config=cfg,
+            sync="full" if do_full else "partial", large_cluster_mode=large, warnings=warnings)
+
+    def _full_restore(self, fixed: _Fixed) -> tuple:
+        rows = [self._rows[k] for k in self._order]
+        active: set = set()
+        nat_chains = list(fixed.nat_chains)
+        nat_rules = list(fixed.nat_rules)
+        for r in rows:
+            active.update(r.active)
+            nat_chains.extend(r.decls)
+            for p in r.ports:
+                nat_rules.extend(p[4].nat_top)
+                nat_rules.extend(p[4].nat_rules)
         # Delete chains no longer in use.
         for chain in self._tables["nat"]:
             if chain not in active and chain.startswith(SERVICE_CHAIN_PREFIXES):
                 nat_chains.append(f":{chain} - [0:0]")
                 nat_rules.append(f"-X {chain}")
         # Finally, tail-call to the nodePorts chain.
-        write_nodeports_jump(cfg, ctx, self._match_all, self._cidrs, nat_rules)
-        filter_rules.extend(filter_last)
+        nat_rules.extend(fixed.nodeports)
+        raw_text = "\n".join(itertools.chain(
+            ("*filter",), fixed.filter_chains, fixed.filter_first,
+            itertools.chain.from_iterable(self._cols.get("filter", ())), fixed.filter_last,
+            ("COMMIT", "*nat"), nat_chains, nat_rules, ("COMMIT",))) + "\n"
+        # only the built-in chains (and chains created here) are modified in place
+        tables = {t: {c: (list(r) if c in BUILTIN_CHAINS[t] else r) for c, r in ch.items()}
+                  for t, ch in self._tables.items()}
+        _ensure_jumps(tables)
+        tables = _apply_restore(tables, raw_text)
+        self._pos = None
+        return raw_text, {t: {c: tuple(r) for c, r in ch.items()} for t, ch in tables.items()}
 
-        parts = ["*filter", *filter_chains, *filter_rules, "COMMIT", "*nat", *nat_chains, *nat_rules, "COMMIT"]
-        raw_text = "\n".join(parts) + "\n"
+    def _partial_restore(self, fixed: _Fixed, changed: list) -> tuple:
+        """A partial sync: the restore input (every top-level rule, the
+        chains of the changed Services, `-X` for their chains no longer in
+        use) and the node after it, computed from the chains written."""
+        rows, order, cols, snap = self._rows, self._order, self._cols, self._snap
+        old_nat = self._tables["nat"]
+        idx = []
+        stale = []
+        for key in changed:
+            row = rows.get(key)
+            if row is not None:
+                idx.append(bisect.bisect_left(order, key))
+            now = set(row.active) if row is not None else ()
+            stale.extend(c for c in snap[key][1] if c not in now)
+        idx.sort()
+        # The node has exactly the chains of the previous sync's service ports,
+        # and chain names are per service port: what a changed Service no
+        # longer uses is what is stale. Written in the node's chain order.
+        stale = [c for c in dict.fromkeys(stale) if c in old_nat and c.startswith(SERVICE_CHAIN_PREFIXES)]
+        if len(stale) > 1:
+            pos = self._positions(old_nat)
+            stale.sort(key=pos.__getitem__)
+        changed_rows = [rows[order[i]] for i in idx]
 
-        tables = self._tables
-        if do_full:
-            # only the built-in chains (and chains created here) are modified in place
-            tables = {t: {c: (list(r) if c in BUILTIN_CHAINS[t] else r) for c, r in ch.items()}
-                      for t, ch in tables.items()}
-            _ensure_jumps(tables)
-        try:
-            tables = _apply_restore(tables, raw_text)
-        except KplabError:
-            self._need_full = True          # as kube-proxy: after a failed sync, the next one is full
-            raise
-        self._tables = tables
-        self._need_full = False
-        self._last = now
-        self._syncs += 1
-        frozen = {t: {c: tuple(r) for c, r in ch.items()} for t, ch in tables.items()}
-        return Rendered(
-            restore_text_raw=raw_text, tables=frozen,
-            chains=owned, decisions=decisions, config=cfg, sync="full" if do_full else "partial",
-            large_cluster_mode=large, warnings=tuple(warnings))
+        top = cols.get("top", [])
+        segments = []
+        prev = 0
+        fulls = [r.full for r in changed_rows]
+        for i, full in zip(idx, fulls):
+            segments.append(itertools.chain.from_iterable(top[prev:i]))
+            segments.append(full)
+            prev = i + 1
+        segments.append(itertools.chain.from_iterable(top[prev:]))
+        raw_text = "\n".join(itertools.chain(
+            ("*filter",), fixed.filter_chains, fixed.filter_first,
+            itertools.chain.from_iterable(cols.get("filter", ())), fixed.filter_last,
+            ("COMMIT", "*nat"), fixed.nat_chains,
+            itertools.chain.from_iterable(r.decls for r in changed_rows),
+            (f":{c} - [0:0]" for c in stale), fixed.nat_rules,
+            itertools.chain.from_iterable(segments),
+            (f"-X {c}" for c in stale), fixed.nodeports, ("COMMIT",))) + "\n"
+
+        owns = [r.own for r in changed_rows]
+        self._split_columns(fixed)
+        if self._irregular or any(o is None for o in owns):
+            # Lines for chains the sync does not declare: replay the text.
+            tables = _apply_restore(self._tables, raw_text)
+            self._pos = None
+            return raw_text, {t: {c: tuple(r) for c, r in ch.items()} for t, ch in tables.items()}
+
+        split_cols = self._split_cols
+        new = {}
+        created = []
+        for t in TABLES:
+            old = self._tables[t]
+            cur = new[t] = dict(old)
+            pre, post = fixed.pre[t], fixed.post[t]
+            for c in fixed.names[t]:
+                if c not in old:
+                    created.append((t, c))
+                cur[c] = tuple(itertools.chain(
+                    pre.get(c, ()), itertools.chain.from_iterable(split_cols.get((t, c), ())), post.get(c, ())))
+        nat = new["nat"]
+        for own in owns:
+            for c, rules in own:
+                if c not in old_nat:
+                    created.append(("nat", c))
+                nat[c] = rules
+        for c in stale:
+            del nat[c]
+        # What iptables-restore would refuse (a jump to a missing chain) can
+        # only be in the lines written for the changed Services or the fixed
+        # ones: every other rule is unchanged and jumps within its Service.
+        flt = new["filter"]
+        _check_jumps(fixed.filter_first, flt)
+        _check_jumps(fixed.filter_last, flt)
+        _check_jumps(fixed.nat_rules, nat)
+        _check_jumps(fixed.nodeports, nat)
+        for r, full in zip(changed_rows, fulls):
+            _check_jumps(r.filter, flt)
+            _check_jumps(full, nat)
+        pos = self._pos
+        if pos is not None:
+            for t, c in created:
+                if t == "nat":
+                    pos[c] = self._pos_next
+                    self._pos_next += 1
+            for c in stale:
+                pos.pop(c, None)
+        return raw_text, new
+
+    def _positions(self, nat: dict) -> dict:
+        """nat chain -> rank in the node's chain order (a dict keeps creation
+        order; a re-declared chain keeps its place)."""
+        if self._pos is None:
+            self._pos = {c: i for i, c in enumerate(nat)}
+            self._pos_next = len(nat)
+        return self._pos
 
 
 def _replace_ctx(ctx: _Context, large: bool) -> _Context:
