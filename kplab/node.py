@@ -8,7 +8,6 @@ seeded generator, so the same inputs give the same Trace.
 """
 from __future__ import annotations
 
-import heapq
 import random
 
 from .errors import KplabError, TooManyPathsError, TopologyError

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..errors import KplabError
 from ..netfilter.iptables_save import parse, save
 from ..node import Node
-from .compare import Comparison, Mismatch, compare
+from .compare import Mismatch, compare
 
 
 @dataclass

@@ -14,7 +14,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
-from ..errors import KplabError, TopologyError
+from ..errors import KplabError
 from ..node import ManualClock, Node
 from ..packet import Packet, ip
 from ..topology import Topology

@@ -24,7 +24,6 @@ import dataclasses
 import importlib.util
 import ipaddress
 import json
-import os
 import sys
 from pathlib import Path
 

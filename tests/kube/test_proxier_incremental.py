@@ -39,7 +39,7 @@ import kplab.kube.proxier as P
 from kplab.errors import KplabError
 from kplab.kube.objects import (Endpoint, EndpointConditions, EndpointPort, EndpointSlice, LoadBalancerIngress,
                                 ProxyConfig, Service, ServicePort)
-from kplab.kube.proxier import Proxier, canonical_order, render
+from kplab.kube.proxier import Proxier, Rendered, canonical_order, render
 
 
 # --------------------------------------------------------------------------
