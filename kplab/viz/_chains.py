@@ -9,6 +9,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from matplotlib.path import Path
+from matplotlib.transforms import TransformedPatchPath
 
 from ..netfilter import matches as M
 from ..netfilter import targets as T
@@ -538,6 +539,17 @@ def _draw_layout(fig, st, top, chain, view, table):
     ax.set_axis_off()
     art, dyn = st.art, st.dyn
     art["ax"] = ax
+    # one clip path shared by every artist (the default makes one per artist: slow for hundreds)
+    clip = TransformedPatchPath(ax.patch)
+    _text = ax.text
+
+    def text(*a, **kw):
+        kw.setdefault("clip_path", clip)
+        return _text(*a, **kw)
+
+    def add(artist):
+        artist.set_clip_path(clip)
+        return ax.add_artist(artist)
     # header
     if view is not None:
         where = f"{view.cluster_ip}:{view.port}/{view.protocol}" if view.cluster_ip else "no cluster IP"
@@ -549,33 +561,33 @@ def _draw_layout(fig, st, top, chain, view, table):
         head = f"Chain {chain} in the {table} table"
     title = (f"Jump graph from {chain} ({table} table)" if chain is not None
              else f"Service {view.name}: filter rules")
-    ax.text(LEFT, 0.12, title, fontsize=10, fontweight="bold", va="top", ha="left")
-    ax.text(LEFT, 0.36, head, fontsize=7.5, va="top", ha="left")
-    art["traceline"] = dyn(ax.text(width - LEFT, 0.36, "", fontsize=7.5, va="top", ha="right",
+    text(LEFT, 0.12, title, fontsize=10, fontweight="bold", va="top", ha="left")
+    text(LEFT, 0.36, head, fontsize=7.5, va="top", ha="left")
+    art["traceline"] = dyn(text(width - LEFT, 0.36, "", fontsize=7.5, va="top", ha="right",
                                    color=STYLE["path"].color, fontweight="bold", zorder=6))
     rowmap, boxart, edges = {}, {}, []
     by_name = {b.chain: b for b in boxes}
     for b in boxes:
         fc = FILL["idle"] if b.kind == "missing" else FILL["box"]
-        ax.add_patch(FancyBboxPatch((b.x, b.y), b.w, b.h, boxstyle="round,pad=0,rounding_size=0.05", fc=fc,
+        add(FancyBboxPatch((b.x, b.y), b.w, b.h, boxstyle="round,pad=0,rounding_size=0.05", fc=fc,
                                     ec=NEUTRAL["grey"], lw=0.8, zorder=1,
                                     hatch=STYLE["drop"].hatch if b.kind == "missing" else None))
         outline = FancyBboxPatch((b.x, b.y), b.w, b.h, boxstyle="round,pad=0,rounding_size=0.05",
                                  fc=(1, 1, 1, 0), ec=OKABE_ITO["black"], lw=1.0, zorder=3.5)
-        ax.add_patch(outline)
+        add(outline)
         boxart[b.chain] = dyn(outline)
-        ax.text(b.x + 0.08, b.y + 0.04 + LH / 2, b.chain, fontsize=7.5, fontweight="bold", family=MONO,
+        text(b.x + 0.08, b.y + 0.04 + LH / 2, b.chain, fontsize=7.5, fontweight="bold", family=MONO,
                 va="center", ha="left", zorder=2)
         for k, r in enumerate(b.rows):
             r.y = b.y + 0.04 + LH * (k + 1) + LH / 2
             label = (f"#{r.index:<2} " if r.index is not None else "    ") + r.text
-            ax.text(b.x + 0.2, r.y, label, fontsize=7, family=MONO, va="center", ha="left",
+            text(b.x + 0.2, r.y, label, fontsize=7, family=MONO, va="center", ha="left",
                     color=_row_colour(r.kind), zorder=2,
                     fontweight="bold" if r.kind in ("dnat", "drop", "reject") else "normal")
             band = Rectangle((b.x + 0.03, r.y - LH / 2 + 0.01), b.w - 0.06, LH - 0.02, lw=0, zorder=3.6,
                              fc=to_rgba(FILL["path"], 0.3), visible=False)
-            ax.add_patch(band)
-            mark = ax.text(b.x + 0.04, r.y, "", fontsize=7, va="center", ha="left", zorder=4, visible=False,
+            add(band)
+            mark = text(b.x + 0.04, r.y, "", fontsize=7, va="center", ha="left", zorder=4, visible=False,
                            fontweight="bold")
             rowmap[(b.chain, r.index if r.index is not None else "end" if r.kind == "end" else f"x{k}")] = (
                 r, dyn(band), dyn(mark))
@@ -588,13 +600,13 @@ def _draw_layout(fig, st, top, chain, view, table):
                 codes = [Path.MOVETO, Path.CURVE4, Path.CURVE4, Path.CURVE4]
                 a = FancyArrowPatch(path=Path(verts, codes), arrowstyle="-|>", mutation_scale=8, lw=0.9,
                                     color=OKABE_ITO["black"], zorder=3, shrinkA=0, shrinkB=0)
-                ax.add_patch(a)
+                add(a)
                 edges.append((b.chain, r.index, dyn(a)))
                 if r.prob is not None:
-                    ax.text(x1 + 0.04, y1 - 0.015, f"p={fraction_text(r.prob)}", fontsize=6.2, va="bottom",
+                    text(x1 + 0.04, y1 - 0.015, f"p={fraction_text(r.prob)}", fontsize=6.2, va="bottom",
                             ha="left", color=OKABE_ITO["black"], zorder=2)
                 if b.has_stat and r.share is not None:
-                    ax.text(x2 - 0.05, y2 - 0.02, f"{r.share * 100:.3g}%", fontsize=6.2, va="bottom",
+                    text(x2 - 0.05, y2 - 0.02, f"{r.share * 100:.3g}%", fontsize=6.2, va="bottom",
                             ha="right", color=STYLE["exact"].color, zorder=2, fontweight="bold")
     art["rows"], art["boxes"], art["edges"] = rowmap, boxart, edges
     st.extra["rowmap"] = {k for k in rowmap if isinstance(k[1], int)}

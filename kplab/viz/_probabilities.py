@@ -230,11 +230,14 @@ def _layout(fig, st, view, labels, info, xmax, from_):
         ax.axvline(even, color=OKABE_ITO["black"], lw=0.9, ls=":", zorder=1)
     art["exact"], art["obs"], art["exact_txt"], art["obs_txt"] = [], [], [], []
     ex_style, ob_style = STYLE["exact"], STYLE["observed"]
+    # one barh call per series (a call per bar costs a container and an autoscale each)
+    ks = range(n)
+    bars = ax.barh([k - 0.2 for k in ks], [0.0] * n, height=0.36, color=ex_style.color,
+                   edgecolor=OKABE_ITO["black"], lw=0.6, zorder=3) if n else []
+    obars = ax.barh([k + 0.2 for k in ks], [0.0] * n, height=0.36, color=NEUTRAL["white"],
+                    edgecolor=ob_style.color, lw=1.0, hatch=ob_style.hatch, zorder=3) if n else []
     for k in range(n):
-        b = ax.barh(k - 0.2, 0.0, height=0.36, color=ex_style.color, edgecolor=OKABE_ITO["black"], lw=0.6,
-                    zorder=3)[0]
-        o = ax.barh(k + 0.2, 0.0, height=0.36, color=NEUTRAL["white"], edgecolor=ob_style.color, lw=1.0,
-                    hatch=ob_style.hatch, zorder=3)[0]
+        b, o = bars[k], obars[k]
         art["exact"].append(dyn(b))
         art["obs"].append(dyn(o))
         art["exact_txt"].append(dyn(ax.text(0, k - 0.2, "", fontsize=6.5, va="center", ha="left", zorder=4,

@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..errors import KplabError
+from ._fastagg import CachingCanvasAgg
 
 #: Dots per inch of the figures (and of their PNGs).
 DPI = 100
@@ -61,13 +62,15 @@ class Drawing:
     _cache: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------
-    def png(self, dpi: int | None = None) -> bytes:
-        """The figure as PNG bytes (cached until the figure is redrawn)."""
+    def png(self, dpi: int | None = None, *, compress_level: int = 3) -> bytes:
+        """The figure as PNG bytes (cached until the figure is redrawn).
+
+        `compress_level` is zlib's (widgets ask for 1: bigger bytes, encoded faster)."""
         version = _version(self.figure)
-        key = ("png", dpi, version)
+        key = ("png", dpi, version, compress_level)
         got = self._cache.get(key)
         if got is None:
-            got = render_png(self.figure, dpi)
+            got = render_png(self.figure, dpi, compress_level=compress_level)
             self._cache.clear()
             self._cache[key] = got
         return got
@@ -147,7 +150,7 @@ def _version(fig) -> int:
 
 def new_figure(size) -> Figure:
     fig = Figure(figsize=size, dpi=DPI)
-    FigureCanvasAgg(fig)
+    CachingCanvasAgg(fig)
     return fig
 
 
@@ -185,7 +188,7 @@ def reset(fig, st, key) -> None:
     st.key = key
 
 
-def render_png(fig, dpi: int | None = None) -> bytes:
+def render_png(fig, dpi: int | None = None, *, compress_level: int = 3) -> bytes:
     """The figure as PNG bytes.
 
     For a kplab figure with dynamic artists, the static part is rendered
@@ -195,10 +198,19 @@ def render_png(fig, dpi: int | None = None) -> bytes:
     """
     st = _STATES.get(fig)
     canvas = fig.canvas
+    if st is not None and dpi is not None and dpi != fig.dpi and isinstance(canvas, FigureCanvasAgg):
+        # another resolution (a widget's smaller picture): the same fast path at that dpi
+        # (its own cached background), then the figure's own dpi back
+        own = fig.dpi
+        fig._set_dpi(dpi, forward=False)
+        try:
+            return render_png(fig, None, compress_level=compress_level)
+        finally:
+            fig._set_dpi(own, forward=False)
     if st is None or (dpi is not None and dpi != fig.dpi) or not isinstance(canvas, FigureCanvasAgg):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi or fig.dpi, facecolor=fig.get_facecolor(),
-                    metadata={"Software": "kplab"})
+                    metadata={"Software": "kplab"}, pil_kwargs={"compress_level": compress_level})
         return buf.getvalue()
     dynamic = [a for a in st.dynamic if a.axes is not None]
     if not dynamic:
@@ -206,11 +218,14 @@ def render_png(fig, dpi: int | None = None) -> bytes:
     else:
         w, h = fig.get_size_inches()
         key = (round(w, 4), round(h, 4), fig.dpi, st.layout)
-        if st.bg is None or st.bg[0] != key:
+        bgs = st.bg if isinstance(st.bg, dict) else {}
+        if key not in bgs:
             canvas.draw()                 # static artists only: animated ones are skipped
-            st.bg = (key, canvas.copy_from_bbox(fig.bbox))
+            bgs = {k: v for k, v in bgs.items() if k[3] == st.layout}    # one per dpi, this layout
+            bgs[key] = canvas.copy_from_bbox(fig.bbox)
+            st.bg = bgs
         else:
-            canvas.restore_region(st.bg[1])
+            canvas.restore_region(bgs[key])
         renderer = canvas.get_renderer()
         for a in sorted(dynamic, key=lambda a: a.get_zorder()):
             if a.get_visible():
@@ -218,8 +233,10 @@ def render_png(fig, dpi: int | None = None) -> bytes:
     from PIL import Image                 # matplotlib's own PNG writer uses Pillow too
     buf = canvas.buffer_rgba()
     img = Image.frombuffer("RGBA", (buf.shape[1], buf.shape[0]), buf, "raw", "RGBA", 0, 1)
+    if compress_level <= 1 and fig.patch.get_alpha() in (None, 1) and fig.patch.get_facecolor()[3] == 1:
+        img = img.convert("RGB")          # an opaque figure: a quarter fewer bytes to compress
     out = io.BytesIO()
-    img.save(out, format="png", compress_level=3, dpi=(fig.dpi, fig.dpi))
+    img.save(out, format="png", compress_level=compress_level, dpi=(fig.dpi, fig.dpi))
     return out.getvalue()
 
 
