@@ -7,7 +7,8 @@ from fractions import Fraction
 
 import pandas as pd
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.colors import to_rgba
+from matplotlib.patches import Patch, Rectangle
 
 from ..netfilter import targets as T
 from ._chains import fraction_text, resolve_service, rule_probability
@@ -230,12 +231,24 @@ def _layout(fig, st, view, labels, info, xmax, from_):
         ax.axvline(even, color=OKABE_ITO["black"], lw=0.9, ls=":", zorder=1)
     art["exact"], art["obs"], art["exact_txt"], art["obs_txt"] = [], [], [], []
     ex_style, ob_style = STYLE["exact"], STYLE["observed"]
-    # one barh call per series (a call per bar costs a container and an autoscale each)
+    # the bars are made as barh would make them (same Rectangles, same properties), but added
+    # without barh's per-bar data-limit and autoscale bookkeeping: the limits are set above
     ks = range(n)
-    bars = ax.barh([k - 0.2 for k in ks], [0.0] * n, height=0.36, color=ex_style.color,
-                   edgecolor=OKABE_ITO["black"], lw=0.6, zorder=3) if n else []
-    obars = ax.barh([k + 0.2 for k in ks], [0.0] * n, height=0.36, color=NEUTRAL["white"],
-                    edgecolor=ob_style.color, lw=1.0, hatch=ob_style.hatch, zorder=3) if n else []
+    ex_fc, ex_ec = to_rgba(ex_style.color), to_rgba(OKABE_ITO["black"])
+    ob_fc, ob_ec = to_rgba(NEUTRAL["white"]), to_rgba(ob_style.color)
+
+    def bar(y, fc, ec, lw, hatch):
+        r = Rectangle((0.0, y - 0.18), 0.0, 0.36, facecolor=fc, edgecolor=ec, linewidth=lw,
+                      label="_nolegend_", hatch=hatch, zorder=3)
+        r.get_path()._interpolation_steps = 100
+        r.sticky_edges.x.append(0.0)
+        ax._set_artist_props(r)
+        r.set_clip_path(ax.patch)
+        ax._children.append(r)
+        r._remove_method = ax._children.remove
+        return r
+    bars = [bar(k - 0.2, ex_fc, ex_ec, 0.6, None) for k in ks]
+    obars = [bar(k + 0.2, ob_fc, ob_ec, 1.0, ob_style.hatch) for k in ks]
     for k in range(n):
         b, o = bars[k], obars[k]
         art["exact"].append(dyn(b))
