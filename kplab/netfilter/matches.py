@@ -248,10 +248,24 @@ class _Ports(Match):
             out.append(f"{_neg(inv)}--{which} {port_range_text(*rng)}")
         return out
 
+    @property
+    def merged_ports(self) -> bool:
+        """iptables 1.8.9 (nf_tables) tests two single ports, both negated, as
+        one 4-byte compare of (sport, dport): `! --sport X ! --dport Y` then
+        means "not (sport X and dport Y)" (seen in the kernel's netlink
+        bytecode: `payload load 4b @ transport header + 0; cmp neq`)."""
+        return (self.sport is not None and self.dport is not None and self.sport_inv and self.dport_inv
+                and self.sport[0] == self.sport[1] and self.dport[0] == self.dport[1])
+
     def matches(self, pkt, ctx) -> bool:
+        if self.merged_ports:
+            return not (pkt.sport == self.sport[0] and pkt.dport == self.dport[0])
         return _port_ok(self.sport, self.sport_inv, pkt.sport) and _port_ok(self.dport, self.dport_inv, pkt.dport)
 
     def why_not(self, pkt, ctx) -> str:
+        if self.merged_ports:
+            return (f"ports {pkt.sport} -> {pkt.dport}: the rule (nf_tables) wants any pair but "
+                    f"{self.sport[0]} -> {self.dport[0]}")
         if not _port_ok(self.sport, self.sport_inv, pkt.sport):
             return _port_reason("source port", self.sport, self.sport_inv, pkt.sport)
         return _port_reason("destination port", self.dport, self.dport_inv, pkt.dport)

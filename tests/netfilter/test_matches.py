@@ -702,3 +702,18 @@ def test_mark_set_in_mangle_is_seen_by_filter():
     node = make_node(text)
     assert send(node).verdict == "DROP"
     assert send(node, from_="backend1").verdict == "ACCEPT"
+
+
+@pytest.mark.parametrize("sport, dport, dropped", [
+    (40001, 1, True),      # sport is 40001 but dport is not 53: "not (40001 and 53)" holds
+    (40002, 53, True),
+    (40001, 53, False),
+    (40002, 1, True),
+])
+def test_two_negated_single_ports_are_one_compare(sport, dport, dropped):
+    """iptables 1.8.9 (nf_tables) compiles `! --sport X ! --dport Y` into one
+    4-byte compare of the port pair (kernel bytecode: cmp neq on transport
+    header + 0, 4 bytes), so the rule holds unless BOTH ports equal."""
+    node = make_node(filter_rules(FWD, "-p tcp -m tcp ! --sport 40001 ! --dport 53 -j DROP"))
+    t = send(node, proto="tcp", dport=dport, sport=sport)
+    assert (t.verdict == "DROP") == dropped
