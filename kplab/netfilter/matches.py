@@ -407,6 +407,20 @@ ICMP_TYPES = {
 }
 
 
+def _icmp_type(text: str, names: dict, what: str, ranges: bool) -> tuple:
+    """`NAME`, `TYPE` or `TYPE/CODE` (iptables' icmp also `TYPE/LOW:HIGH`) as
+    (type, lowest code, highest code)."""
+    if text in names:
+        return names[text]
+    t_text, slash, c_text = text.partition("/")
+    t = parse_uint(t_text, 8, f"{what} type")
+    if not slash:
+        return t, 0, 255
+    a, colon, b = c_text.partition(":") if ranges else (c_text, "", "")
+    lo = parse_uint(a, 8, f"{what} code")
+    return t, lo, parse_uint(b, 8, f"{what} code") if colon else lo
+
+
 @register
 @dataclass(frozen=True)
 class Icmp(Match):
@@ -423,17 +437,7 @@ class Icmp(Match):
         if not opts:
             return cls()
         o = opts[0]
-        text = o.value
-        if text in ICMP_TYPES:
-            t, lo, hi = ICMP_TYPES[text]
-        else:
-            t_text, slash, c_text = text.partition("/")
-            t = parse_uint(t_text, 8, "ICMP type")
-            lo, hi = 0, 255
-            if slash:
-                a, colon, b = c_text.partition(":")
-                lo = parse_uint(a, 8, "ICMP code")
-                hi = parse_uint(b, 8, "ICMP code") if colon else lo
+        t, lo, hi = _icmp_type(o.value, ICMP_TYPES, "ICMP", ranges=True)
         if t == 255:                 # iptables 1.8.9 reads type 255 as "any"
             lo, hi = 0, 255
         return cls(t, (lo, hi), o.invert)
@@ -492,12 +496,7 @@ class Icmp6(Match):
             raise OptionError("icmp6: option \"--icmpv6-type\" must be specified")
         _single(opts, "icmp6")
         o = opts[0]
-        if o.value in ICMP6_TYPES:
-            t, lo, hi = ICMP6_TYPES[o.value]
-        else:
-            t_text, slash, c_text = o.value.partition("/")
-            t = parse_uint(t_text, 8, "ICMPv6 type")
-            lo, hi = (parse_uint(c_text, 8, "ICMPv6 code"),) * 2 if slash else (0, 255)
+        t, lo, hi = _icmp_type(o.value, ICMP6_TYPES, "ICMPv6", ranges=False)
         return cls(t, (lo, hi), o.invert)
 
     def check(self, ctx):
