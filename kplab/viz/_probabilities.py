@@ -63,7 +63,7 @@ def _observed(st, ruleset, view, from_, seed, observed):
 
 
 def probabilities(ruleset, service, *, observed: int = 0, seed: int = 0, from_: str = "client",
-                  into=None) -> Drawing:
+                  into=None, capacity: int | None = None) -> Drawing:
     """Per endpoint of `service`: the exact share of new connections next to
     the share observed in `observed` simulated connections.
 
@@ -76,6 +76,12 @@ def probabilities(ruleset, service, *, observed: int = 0, seed: int = 0, from_: 
     how the per-rule probabilities (1/3, 1/2, 1) make equal shares.
     Redrawing `into=` the same Figure with another `observed` only extends
     the cached simulation and moves the bars.
+
+    `capacity` (a widget's slider maximum) reserves room for that many
+    endpoint rows: the figure keeps one size and one layout while the
+    number of endpoints changes (up to `capacity`), so a redraw only touches
+    the per-endpoint artists. The text twin, alt text and data are the same
+    as without it.
     """
     from ..node import Node
     if observed < 0:
@@ -93,7 +99,8 @@ def probabilities(ruleset, service, *, observed: int = 0, seed: int = 0, from_: 
         st.extra["exact_key"], st.extra["exact"] = exact_key, exact
         st.extra["ruleset"] = ruleset             # keep it alive: the keys hold its id
         st.extra.pop("sim", None)
-        st.key = None
+        if not (isinstance(st.key, tuple) and st.key[:1] == ("capacity",)):
+            st.key = None                         # a fixed-capacity layout does not depend on the rules
     exact = st.extra["exact"]
     seen = _observed(st, ruleset, view, from_, seed, observed) if observed else Counter()
 
@@ -107,20 +114,34 @@ def probabilities(ruleset, service, *, observed: int = 0, seed: int = 0, from_: 
     top = max(ex + ob + [0.0])
     xmax = min(1.0, max(0.25, top * 1.45)) if top > 0 else 1.0
     xmax = min(1.0, round(xmax * 20 + 0.4999) / 20)
-    key = (id(ruleset), view.name, from_, tuple(labels), xmax)
     n = len(labels)
+    if capacity is not None:
+        nrows = max(int(capacity), n, 1)
+        cur = st.key
+        if isinstance(cur, tuple) and cur[:4] == ("capacity", view.name, from_, xmax) and cur[4] >= n:
+            nrows = cur[4]                        # the layout has room already
+        key = ("capacity", view.name, from_, xmax, nrows)
+    else:
+        key = (id(ruleset), view.name, from_, tuple(labels), xmax)
     if st.key != key:
         keep = {k: st.extra[k] for k in ("sim", "exact_key", "exact", "ruleset") if k in st.extra}
         reset(fig, st, key)
         st.extra.update(keep)
-        _layout(fig, st, view, labels, info, xmax, from_)
+        if capacity is not None:
+            _layout_capacity(fig, st, view, key[4], xmax)
+        else:
+            _layout(fig, st, view, labels, info, xmax, from_)
     art = st.art
+    if capacity is not None:
+        _fill_capacity(st, labels, info, key[4])
     for k, a in enumerate(labels):
+        art["exact"][k].set_visible(True)
         art["exact"][k].set_width(ex[k])
         art["exact_txt"][k].set_position((ex[k] + xmax * 0.01, k - 0.2))
         art["exact_txt"][k].set_text(f"{ex[k] * 100:.1f}%")
         art["obs"][k].set_width(ob[k])
         art["obs"][k].set_visible(bool(observed))
+        art["exact_txt"][k].set_visible(True)
         t = art["obs_txt"][k]
         t.set_visible(bool(observed))
         t.set_position((ob[k] + xmax * 0.01, k + 0.2))
@@ -268,3 +289,81 @@ def _layout(fig, st, view, labels, info, xmax, from_):
                       label=f"even split 1/{n_ep}" if n_ep else "even split")]
     ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=6.5, frameon=False,
               borderaxespad=0.1)
+
+
+def _tick_text(a, idx, p):
+    if idx is not None:
+        return f"{a}\nrule #{idx}, p={fraction_text(p) if p is not None else '?'}"
+    return a
+
+
+def _fill_capacity(st, labels, info, rows):
+    """The per-endpoint artists of a fixed-capacity layout: the first len(labels) rows shown."""
+    art = st.art
+    n = len(labels)
+    for k in range(rows):
+        on = k < n
+        if on:
+            chain, idx, p = info.get(labels[k], (None, None, None))
+            art["ticks"][k].set_text(_tick_text(labels[k], idx, p))
+        for name in ("ticks", "exact", "obs", "exact_txt", "obs_txt"):
+            art[name][k].set_visible(on)
+    n_ep = sum(1 for a in labels if a in info)
+    line = art["even"]
+    if n_ep:
+        line.set_xdata([1.0 / n_ep, 1.0 / n_ep])
+    line.set_visible(bool(n_ep))
+    art["even_label"].set_text(f"even split 1/{n_ep}" if n_ep else "even split")
+
+
+def _layout_capacity(fig, st, view, rows, xmax):
+    """Like `_layout`, sized for `rows` endpoint rows, with every per-endpoint artist dynamic."""
+    from matplotlib.transforms import ScaledTranslation, blended_transform_factory
+    height = 1.45 + 0.5 * rows
+    set_size(fig, 8.0, height)
+    ax = fig.add_axes((0.2, 0.5 / height, 0.75, 1 - 0.5 / height - 0.9 / height))
+    art, dyn = st.art, st.dyn
+    ax.set_xlim(0, xmax)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_yticks([])
+    ax.xaxis.set_major_formatter(lambda v, pos: f"{v * 100:.0f}%")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel("share of new connections", fontsize=7.5)
+    ax.grid(axis="x", color=NEUTRAL["light_grey"], lw=0.6, zorder=0)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    tick_tr = blended_transform_factory(ax.transAxes, ax.transData) + ScaledTranslation(
+        -7 / 72, 0, fig.dpi_scale_trans)
+    art["ticks"] = [dyn(ax.text(0, k, "", fontsize=7, family="DejaVu Sans Mono", va="center", ha="right",
+                                transform=tick_tr, clip_on=False)) for k in range(rows)]
+    art["even"] = dyn(ax.axvline(0.5, color=OKABE_ITO["black"], lw=0.9, ls=":", zorder=1))
+    art["exact"], art["obs"], art["exact_txt"], art["obs_txt"] = [], [], [], []
+    ex_style, ob_style = STYLE["exact"], STYLE["observed"]
+    ex_fc, ex_ec = to_rgba(ex_style.color), to_rgba(OKABE_ITO["black"])
+    ob_fc, ob_ec = to_rgba(NEUTRAL["white"]), to_rgba(ob_style.color)
+    for k in range(rows):
+        b = Rectangle((0.0, k - 0.2 - 0.18), 0.0, 0.36, facecolor=ex_fc, edgecolor=ex_ec, linewidth=0.6,
+                      hatch=None, zorder=3)
+        o = Rectangle((0.0, k + 0.2 - 0.18), 0.0, 0.36, facecolor=ob_fc, edgecolor=ob_ec, linewidth=1.0,
+                      hatch=ob_style.hatch, zorder=3)
+        art["exact"].append(dyn(ax.add_artist(b)))
+        art["obs"].append(dyn(ax.add_artist(o)))
+        b.set_clip_path(ax.patch)
+        o.set_clip_path(ax.patch)
+        art["exact_txt"].append(dyn(ax.text(0, k - 0.2, "", fontsize=6.5, va="center", ha="left", zorder=4,
+                                            color=ex_style.color, fontweight="bold", clip_on=False)))
+        art["obs_txt"].append(dyn(ax.text(0, k + 0.2, "", fontsize=6.5, va="center", ha="left", zorder=4,
+                                          color=OKABE_ITO["black"], clip_on=False)))
+    h = fig.get_size_inches()[1]
+    ax.text(0.02, 1 - 0.12 / h, f"Where new connections to {view.name} go", transform=fig.transFigure,
+            fontsize=10, fontweight="bold", va="top", ha="left")
+    art["sub"] = dyn(ax.text(0.02, 1 - 0.38 / h, "", transform=fig.transFigure, fontsize=7.5, va="top", ha="left"))
+    handles = [Patch(facecolor=ex_style.color, edgecolor=OKABE_ITO["black"], label="■ exact share (all paths)"),
+               Patch(facecolor=NEUTRAL["white"], edgecolor=ob_style.color, hatch=ob_style.hatch,
+                     label="▨ observed share (simulation)"),
+               Line2D([], [], color=OKABE_ITO["black"], ls=":", lw=0.9, label="even split")]
+    leg = ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=6.5,
+                    frameon=False, borderaxespad=0.1)
+    dyn(leg)                                  # its "even split 1/n" entry changes with n
+    art["even_label"] = leg.get_texts()[2]

@@ -129,7 +129,7 @@ class Picture:
         # kplab.viz's Drawing renders its PNG itself (a cached static background, only the
         # changed artists drawn again); anything else is drawn whole.
         render = getattr(drawing, "png", None)
-        data = render(self.dpi, compress_level=1) if callable(render) else png_bytes(drawing.figure)
+        data = render(self.dpi, compress_level=0) if callable(render) else png_bytes(drawing.figure)
         if data != self.image.value:
             self.image.value = data
         alt = getattr(drawing, "alt", "") or ""

@@ -43,9 +43,15 @@ def chain_tree(ruleset, root, *, table="nat", trace=None, into=None):
     return _fallback_chain_tree(ruleset, root, table=table, trace=trace, into=_ours(into))
 
 
-def probabilities(ruleset, service, *, observed=0, seed=0, into=None):
+def probabilities(ruleset, service, *, observed=0, seed=0, into=None, capacity=None):
     fn = _viz("figures", "probabilities")
     if fn is not None:
+        if capacity is not None:
+            try:
+                return fn(ruleset, service, observed=observed, seed=seed, into=_theirs(into), capacity=capacity)
+            except TypeError as e:          # a kplab.viz without capacity=
+                if "capacity" not in str(e):
+                    raise
         return fn(ruleset, service, observed=observed, seed=seed, into=_theirs(into))
     return _fallback_probabilities(ruleset, service, into=_ours(into))
 

@@ -653,7 +653,8 @@ class ServiceLab(LabWidget):
                 self.tree.show_text(f"{no_endpoints if chain is None else ''} ({e})".strip())
         try:
             t = time.perf_counter()
-            self._odds_drawing = _viz.probabilities(ruleset, self.spn, into=self._odds_drawing)
+            self._odds_drawing = _viz.probabilities(ruleset, self.spn, into=self._odds_drawing,
+                                                    capacity=1)
             self._draw_times["probabilities"] = time.perf_counter() - t
             self.odds.show(self._odds_drawing)
             self._draw_times["probabilities_png"] = time.perf_counter() - t - self._draw_times["probabilities"]

@@ -68,3 +68,23 @@ def test_redraw_moves_the_same_bars(viz, rules10):
 def test_unknown_service(viz, rules10):
     with pytest.raises(viz.VizError, match="no service port"):
         viz.probabilities(rules10, "default/nope:http")
+
+
+def test_fixed_capacity_same_text_twin(viz, cluster):
+    """Room reserved for 12 rows (a widget's slider maximum): the text twin, alt text and data are the
+    default drawing's, redrawn into one figure for 1..12 endpoints and back, and the size stays."""
+    d = None
+    size = None
+    for n in list(range(1, 13)) + list(range(11, 0, -1)):
+        rules = render(cluster, n).ruleset
+        ref = viz.probabilities(rules, "default/backend:http")
+        d = viz.probabilities(rules, "default/backend:http", into=d, capacity=12)
+        assert d.text == ref.text
+        assert d.alt == ref.alt
+        assert d.data == ref.data
+        assert d.png(72)[:8] == b"\x89PNG\r\n\x1a\n"
+        if size is None:
+            size = tuple(d.figure.get_size_inches())
+        assert tuple(d.figure.get_size_inches()) == size
+        shown = [t for t in d.labels() if t.startswith("10.")]
+        assert len([t for t in shown if "\nrule #" in t]) == n          # one tick label per endpoint
