@@ -438,7 +438,10 @@ def _row_colour(kind):
 
 
 def _resolve_root(ruleset, root, table):
+    from ..kube.explain import ServiceView
     t = ruleset.tables.get(table)
+    if isinstance(root, ServiceView):
+        return root.chains.get("internal") or root.chains.get("external"), root
     if t is not None and root in t.chains:
         return root, None
     try:
@@ -470,8 +473,8 @@ def _traced(trace, table):
     return rows, ends
 
 
-def chain_tree(ruleset, root: str, *, table: str = "nat", trace=None, into=None, max_rows: int = 40,
-               max_chains: int = 60) -> Drawing:
+def chain_tree(ruleset, root, *, table: str = "nat", trace=None, into=None, max_rows: int = 40,
+               max_chains: int = 60, capacity: int | None = None) -> Drawing:
     """The jump graph from `root` down to the DNATs (kube-proxy's
     KUBE-SERVICES → KUBE-SVC-… → KUBE-SEP-…).
 
@@ -487,11 +490,29 @@ def chain_tree(ruleset, root: str, *, table: str = "nat", trace=None, into=None,
     a `trace`, the rules it evaluated are marked (▶ matched, ✗ no match) and
     the branch it took is drawn bold. Chains longer than `max_rows` rules
     are cut (rows the trace used are kept); at most `max_chains` boxes.
+    `root` may also be an explain ServiceView (one lookup shared with
+    `probabilities`).
+
+    `capacity` (a widget's slider maximum) reserves room for that many
+    endpoint branches: when the tree is one dispatch chain and its endpoint
+    chains (a Service's KUBE-SVC → KUBE-SEP-…), the figure keeps one size
+    and one layout (it only grows) while the endpoints change, and a redraw
+    only updates, adds or hides the per-endpoint boxes, branch lines and
+    labels. The text twin, alt text and data are the same as without it;
+    other trees are drawn as without it.
     """
     fig, st = prepare(into, "chain_tree", (8, 4))
     chain, view = _resolve_root(ruleset, root, table)
-    key = (id(ruleset), root, table, max_rows, max_chains)
     traced_rows, traced_ends = _traced(trace, table)
+    if capacity is not None and chain is not None:
+        graph = _Graph(ruleset.tables.get(table))
+        top = _build(graph, chain, 0, set(), [max_chains - 1], max_rows, traced_rows)
+        if _two_levels(top):
+            _capacity_layout(fig, st, top, chain, view, table, int(capacity))
+            return _restyle(fig, st, top, chain, view, table, trace, traced_rows, traced_ends)
+    if view is not None and not isinstance(root, str):
+        root = view.name
+    key = (id(ruleset), root, table, max_rows, max_chains)
     if st.key != key or st.extra.get("ruleset") is not ruleset:
         reset(fig, st, key)
         st.extra["ruleset"] = ruleset            # keep it alive: the key holds its id
@@ -611,6 +632,197 @@ def _draw_layout(fig, st, top, chain, view, table):
     art["rows"], art["boxes"], art["edges"] = rowmap, boxart, edges
     st.extra["rowmap"] = {k for k in rowmap if isinstance(k[1], int)}
     st.extra["chains"] = {b.chain for b in boxes}
+    _legend(ax)
+
+
+
+# --------------------------------------------------------------------------
+# A fixed-capacity layout: one dispatch chain and its leaf branches
+
+def _two_levels(top) -> bool:
+    """The tree is `top` and leaf boxes it jumps to (no deeper chains, no second arrows)."""
+    for r in top.rows:
+        if r.link is not None:
+            return False
+        c = r.child
+        if c is not None and any(q.child is not None or q.link is not None for q in c.rows):
+            return False
+    return True
+
+
+def _box_width(b):
+    return max([len(b.chain) + 2] + [len(r.text) + 8 for r in b.rows]) * CW + 0.2
+
+
+def _capacity_layout(fig, st, top, chain, view, table, capacity):
+    """Place the tree of `top` on a canvas with room for `capacity` branches (kept while it fits)
+    and point art rows/boxes/edges at pooled artists, as `_draw_layout` would make them."""
+    kids = top.children
+    n = len(kids)
+    w0 = _box_width(top)
+    w1 = max([_box_width(k) for k in kids], default=0.0)
+    need_h = _place(top, TOP)
+    # room for `capacity` branches as tall as the tallest one now, and the dispatch chain's rows for them
+    kid_h = max([k.h for k in kids], default=(2 * LH + 0.08))
+    slots = max(capacity, n, 1)
+    room = max((1 + len(top.rows) - n + slots) * LH + 0.08, slots * (kid_h + SIB) - SIB, need_h)
+    ident = ("capacity", chain, view.name if view is not None else None, table)
+    cur = st.key
+    if (isinstance(cur, tuple) and cur[:4] == ident and cur[4] >= w0 - 1e-9 and cur[5] >= w1 - 1e-9
+            and cur[6] >= need_h - 1e-9):
+        w0, w1, room = cur[4], cur[5], cur[6]            # the canvas has room already
+    else:
+        if isinstance(cur, tuple) and cur[:4] == ident:
+            w0, w1, room = max(w0, cur[4]), max(w1, cur[5]), max(room, cur[6])
+        reset(fig, st, ident + (w0, w1, room))
+        _capacity_canvas(fig, st, chain, view, table, w0, w1, room)
+    art, pool = st.art, st.extra["pool"]
+    x0 = LEFT
+    x1 = LEFT + w0 + GAP
+    top.x, top.w = x0, w0
+    for k in kids:
+        k.x, k.w = x1, w1
+    if view is not None:
+        where = f"{view.cluster_ip}:{view.port}/{view.protocol}" if view.cluster_ip else "no cluster IP"
+        n_ep = len(view.endpoints)
+        art["head"].set_text(f"Service {view.name} → {where}: {n_ep} endpoint{'s' if n_ep != 1 else ''}")
+    else:
+        art["head"].set_text(f"Chain {chain} in the {table} table")
+    boxes = [top] + kids
+    while len(pool["boxes"]) < len(boxes):
+        pool["boxes"].append(_pool_box(st))
+    while len(pool["edges"]) < n:
+        pool["edges"].append(_pool_edge(st))
+    rowmap, boxart, edges = {}, {}, []
+    for b, slot in zip(boxes, pool["boxes"]):
+        missing = b.kind == "missing"
+        slot["fill"].set_bounds(b.x, b.y, b.w, b.h)
+        slot["fill"].set_facecolor(FILL["idle"] if missing else FILL["box"])
+        slot["fill"].set_hatch(STYLE["drop"].hatch if missing else None)
+        slot["outline"].set_bounds(b.x, b.y, b.w, b.h)
+        slot["title"].set_position((b.x + 0.08, b.y + 0.04 + LH / 2))
+        slot["title"].set_text(b.chain)
+        for a in (slot["fill"], slot["outline"], slot["title"]):
+            a.set_visible(True)
+        boxart[b.chain] = slot["outline"]
+        rows = slot["rows"]
+        while len(rows) < len(b.rows):
+            rows.append(_pool_row(st))
+        for k, r in enumerate(b.rows):
+            label, band, mark = rows[k]
+            r.y = b.y + 0.04 + LH * (k + 1) + LH / 2
+            label.set_position((b.x + 0.2, r.y))
+            label.set_text((f"#{r.index:<2} " if r.index is not None else "    ") + r.text)
+            label.set_color(_row_colour(r.kind))
+            label.set_fontweight("bold" if r.kind in ("dnat", "drop", "reject") else "normal")
+            label.set_visible(True)
+            band.set_bounds(b.x + 0.03, r.y - LH / 2 + 0.01, b.w - 0.06, LH - 0.02)
+            mark.set_position((b.x + 0.04, r.y))
+            rowmap[(b.chain, r.index if r.index is not None else "end" if r.kind == "end" else f"x{k}")] = (
+                r, band, mark)
+        for label, band, mark in rows[len(b.rows):]:
+            for a in (label, band, mark):
+                a.set_visible(False)
+    for slot in pool["boxes"][len(boxes):]:
+        for a in (slot["fill"], slot["outline"], slot["title"]):
+            a.set_visible(False)
+        for trio in slot["rows"]:
+            for a in trio:
+                a.set_visible(False)
+    e = 0
+    for r in top.rows:
+        c = r.child
+        if c is None:
+            continue
+        arrow, plabel, slabel = pool["edges"][e]
+        e += 1
+        xa, ya = top.x + top.w, r.y
+        xb, yb = c.x, c.y + 0.04 + LH / 2
+        arrow._path_original = Path([(xa, ya), (xa + GAP * 0.45, ya), (xb - GAP * 0.45, yb), (xb, yb)],
+                                    [Path.MOVETO, Path.CURVE4, Path.CURVE4, Path.CURVE4])
+        arrow.set_zorder(3)
+        arrow.set_visible(True)
+        arrow.stale = True
+        edges.append((top.chain, r.index, arrow))
+        plabel.set_visible(r.prob is not None)
+        if r.prob is not None:
+            plabel.set_position((xa + 0.04, ya - 0.015))
+            plabel.set_text(f"p={fraction_text(r.prob)}")
+        slabel.set_visible(bool(top.has_stat and r.share is not None))
+        if top.has_stat and r.share is not None:
+            slabel.set_position((xb - 0.05, yb - 0.02))
+            slabel.set_text(f"{r.share * 100:.3g}%")
+    for trio in pool["edges"][e:]:
+        for a in trio:
+            a.set_visible(False)
+    art["rows"], art["boxes"], art["edges"] = rowmap, boxart, edges
+    st.extra["rowmap"] = {k for k in rowmap if isinstance(k[1], int)}
+    st.extra["chains"] = {b.chain for b in boxes}
+
+
+def _capacity_canvas(fig, st, chain, view, table, w0, w1, room):
+    """The static part of a fixed-capacity tree (size, axes, title, key) and empty artist pools."""
+    width = max(LEFT + w0 + GAP + w1 + LEFT, 6.5)
+    height = max(TOP + room + BOTTOM + 0.1, 2.6)
+    set_size(fig, width, height)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_axis_off()
+    art, dyn = st.art, st.dyn
+    art["ax"] = ax
+    clip = TransformedPatchPath(ax.patch)
+    st.extra["clip"] = clip
+    title = (f"Jump graph from {chain} ({table} table)" if chain is not None
+             else f"Service {view.name}: filter rules")
+    ax.text(LEFT, 0.12, title, fontsize=10, fontweight="bold", va="top", ha="left", clip_path=clip)
+    art["head"] = dyn(ax.text(LEFT, 0.36, "", fontsize=7.5, va="top", ha="left", clip_path=clip))
+    art["traceline"] = dyn(ax.text(width - LEFT, 0.36, "", fontsize=7.5, va="top", ha="right",
+                                   color=STYLE["path"].color, fontweight="bold", zorder=6, clip_path=clip))
+    st.extra["pool"] = {"boxes": [], "edges": []}
+    _legend(ax)
+
+
+def _pool_add(st, artist):
+    artist.set_clip_path(st.extra["clip"])
+    return st.dyn(st.art["ax"].add_artist(artist))
+
+
+def _pool_text(st, **kw):
+    return st.dyn(st.art["ax"].text(0, 0, "", clip_path=st.extra["clip"], **kw))
+
+
+def _pool_box(st):
+    return {"fill": _pool_add(st, FancyBboxPatch((0, 0), 1, 1, boxstyle="round,pad=0,rounding_size=0.05",
+                                                  fc=FILL["box"], ec=NEUTRAL["grey"], lw=0.8, zorder=1)),
+            "outline": _pool_add(st, FancyBboxPatch((0, 0), 1, 1, boxstyle="round,pad=0,rounding_size=0.05",
+                                                     fc=(1, 1, 1, 0), ec=OKABE_ITO["black"], lw=1.0,
+                                                     zorder=3.5)),
+            "title": _pool_text(st, fontsize=7.5, fontweight="bold", family=MONO, va="center", ha="left",
+                                zorder=2),
+            "rows": []}
+
+
+def _pool_row(st):
+    label = _pool_text(st, fontsize=7, family=MONO, va="center", ha="left", zorder=2)
+    band = _pool_add(st, Rectangle((0, 0), 1, 1, lw=0, zorder=3.6, fc=to_rgba(FILL["path"], 0.3),
+                                   visible=False))
+    mark = _pool_text(st, fontsize=7, va="center", ha="left", zorder=4, visible=False, fontweight="bold")
+    return label, band, mark
+
+
+def _pool_edge(st):
+    arrow = _pool_add(st, FancyArrowPatch(path=Path([(0, 0), (0, 0), (0, 0), (0, 0)],
+                                                    [Path.MOVETO, Path.CURVE4, Path.CURVE4, Path.CURVE4]),
+                                          arrowstyle="-|>", mutation_scale=8, lw=0.9, color=OKABE_ITO["black"],
+                                          zorder=3, shrinkA=0, shrinkB=0))
+    plabel = _pool_text(st, fontsize=6.2, va="bottom", ha="left", color=OKABE_ITO["black"], zorder=2)
+    slabel = _pool_text(st, fontsize=6.2, va="bottom", ha="right", color=STYLE["exact"].color, zorder=2,
+                        fontweight="bold")
+    return arrow, plabel, slabel
+
+
+def _legend(ax):
     handles = [
         Line2D([], [], color=STYLE["path"].color, lw=2.2, marker=">", label="▶ taken by the traced packet"),
         Line2D([], [], color=STYLE["not_matched"].color, lw=0, marker="x", label="✗ evaluated, no match"),
@@ -623,7 +835,6 @@ def _draw_layout(fig, st, top, chain, view, table):
     leg = ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 0.0), ncol=4, fontsize=6.3,
                     frameon=False, handlelength=1.6, columnspacing=1.2, borderaxespad=0.25)
     leg.set_zorder(2)
-
 
 def _restyle(fig, st, top, chain, view, table, trace, traced_rows, traced_ends):
     art = st.art

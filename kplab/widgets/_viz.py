@@ -36,9 +36,15 @@ def hook_map(trace=None, *, step=None, into=None):
     return _fallback_hook_map(trace, step=step, into=_ours(into))
 
 
-def chain_tree(ruleset, root, *, table="nat", trace=None, into=None):
+def chain_tree(ruleset, root, *, table="nat", trace=None, into=None, capacity=None):
     fn = _viz("figures", "chain_tree")
     if fn is not None:
+        if capacity is not None:
+            try:
+                return fn(ruleset, root, table=table, trace=trace, into=_theirs(into), capacity=capacity)
+            except TypeError as e:          # a kplab.viz without capacity=
+                if "capacity" not in str(e):
+                    raise
         return fn(ruleset, root, table=table, trace=trace, into=_theirs(into))
     return _fallback_chain_tree(ruleset, root, table=table, trace=trace, into=_ours(into))
 

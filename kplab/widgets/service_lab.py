@@ -640,12 +640,17 @@ class ServiceLab(LabWidget):
         # kplab.viz's chain_tree takes the service port itself (and then shows the filter REJECT
         # of a Service without endpoints); the fallback draws from the KUBE-SVC chain.
         root = chain if _viz.uses_fallback("chain_tree") else self.spn
+        # the service lookup (kplab.kube.explain) once for both drawings
+        service = self._service_view(ruleset)
         if root is None:
             self.tree.show_text(no_endpoints)
         else:
             try:
                 t = time.perf_counter()
-                self._tree_drawing = _viz.chain_tree(ruleset, root, table="nat", into=self._tree_drawing)
+                if root == self.spn and service is not None:
+                    root = service
+                self._tree_drawing = _viz.chain_tree(ruleset, root, table="nat", into=self._tree_drawing,
+                                                     capacity=1)
                 self._draw_times["chain_tree"] = time.perf_counter() - t
                 self.tree.show(self._tree_drawing)
                 self._draw_times["chain_tree_png"] = time.perf_counter() - t - self._draw_times["chain_tree"]
@@ -653,8 +658,8 @@ class ServiceLab(LabWidget):
                 self.tree.show_text(f"{no_endpoints if chain is None else ''} ({e})".strip())
         try:
             t = time.perf_counter()
-            self._odds_drawing = _viz.probabilities(ruleset, self.spn, into=self._odds_drawing,
-                                                    capacity=1)
+            self._odds_drawing = _viz.probabilities(ruleset, service if service is not None else self.spn,
+                                                    into=self._odds_drawing, capacity=1)
             self._draw_times["probabilities"] = time.perf_counter() - t
             self.odds.show(self._odds_drawing)
             self._draw_times["probabilities_png"] = time.perf_counter() - t - self._draw_times["probabilities"]
@@ -665,6 +670,16 @@ class ServiceLab(LabWidget):
         self._texts["landing"] = self._landing_text()
         self._show_landing()
         self._show_connections()
+
+    def _service_view(self, ruleset):
+        """The explain ServiceView of the service port under study (None: kplab.viz cannot say)."""
+        if _viz.uses_fallback("probabilities"):
+            return None
+        try:
+            from ..viz import resolve_service
+            return resolve_service(ruleset, self.spn)
+        except (ImportError, KplabError):
+            return None
 
     # ------------------------------------------------------------------ text twin
 

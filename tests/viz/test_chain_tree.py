@@ -99,3 +99,47 @@ def test_errors_and_redraw(viz, rules10, service_trace, seed_rules):
     assert d2.figure is d1.figure and list(d2.figure.axes[0].get_children()) == children   # same artists
     d3 = viz.chain_tree(seed_rules, "KUBE-SERVICES", into=d2)
     assert d3.figure is d1.figure and "KUBE-NODEPORTS" in d3.labels()
+
+
+def test_fixed_capacity_same_text_twin(viz, cluster):
+    """Room reserved for 12 branches (a widget's slider maximum): the text twin, alt text, table and data
+    are the default drawing's, redrawn into one figure for 1..12 endpoints and back, and the size stays."""
+    from kplab.viz.drawing import _STATES
+    d = None
+    size = None
+    layout = None
+    for n in list(range(1, 13)) + list(range(11, 0, -1)):
+        rules = render(cluster, n).ruleset
+        ref = viz.chain_tree(rules, "default/backend:http")
+        d = viz.chain_tree(rules, "default/backend:http", into=d, capacity=12)
+        assert d.text == ref.text
+        assert d.alt == ref.alt
+        assert d.data == ref.data
+        assert d.table.equals(ref.table)
+        assert d.png(72)[:8] == b"\x89PNG\r\n\x1a\n"
+        st = _STATES[d.figure]
+        if size is None:
+            size, layout = tuple(d.figure.get_size_inches()), st.layout
+        assert tuple(d.figure.get_size_inches()) == size
+        assert st.layout == layout                                   # never laid out again
+        labels = d.labels()
+        assert sorted(l for l in labels if l.startswith("KUBE-SEP-")) == sorted(
+            l for l in ref.labels() if l.startswith("KUBE-SEP-"))      # one box per endpoint, no more
+        assert sorted(l for l in labels if l.startswith("p=") or l.endswith("%")) == sorted(
+            l for l in ref.labels() if l.startswith("p=") or l.endswith("%"))
+        assert len([l for l in labels if "DNAT to" in l]) == n
+
+
+def test_fixed_capacity_with_a_trace(viz, rules10, service_trace, seed_rules):
+    ref = viz.chain_tree(rules10, "default/backend:http", trace=service_trace)
+    d = viz.chain_tree(rules10, "default/backend:http", capacity=4)
+    d = viz.chain_tree(rules10, "default/backend:http", trace=service_trace, into=d, capacity=4)
+    assert (d.text, d.alt, d.data) == (ref.text, ref.alt, ref.data)
+    from kplab.viz.drawing import _STATES
+    thick = [c for c, o in _STATES[d.figure].art["boxes"].items() if o.get_linewidth() > 2]
+    assert len(thick) == 2
+    # a deeper tree (KUBE-SERVICES) is drawn as without capacity, into the same figure
+    ref = viz.chain_tree(seed_rules, "KUBE-SERVICES")
+    d = viz.chain_tree(seed_rules, "KUBE-SERVICES", into=d, capacity=4)
+    assert (d.text, d.alt, d.data) == (ref.text, ref.alt, ref.data)
+    assert "KUBE-NODEPORTS" in d.labels()
