@@ -12,7 +12,12 @@ from __future__ import annotations
 class KplabError(Exception):
     """Base class of every error caused by input (files, options, widgets)."""
 
+    #: Messages quote the offending input; a 10 MB token is cut, not echoed.
+    MAX_MESSAGE = 400
+
     def __init__(self, message: str, *, hint: str | None = None):
+        if len(message) > self.MAX_MESSAGE:
+            message = message[:300] + f"... [{len(message) - 300} more characters]"
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -140,3 +140,19 @@ def test_topology_file_replaces_the_pods(tmp_path):
     assert rc == 0 and obj["input"]["src"] == "10.244.1.20"
     # backend1 is no longer a Pod of this node: 10.244.1.3 routes out of eth0
     assert obj["delivered"]["to"] == "peer" and obj["dnat_to"] == "10.244.1.3:8080"
+
+
+def test_crlf_file_is_refused_as_iptables_restore_refuses_it(tmp_path, capsys):
+    f = tmp_path / "crlf.rules"
+    f.write_bytes(b"*filter\r\n-A INPUT -j ACCEPT\r\nCOMMIT\r\n")
+    rc, _ = run("save", "--rules", str(f))
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{f}:1:" in err and "carriage return" in err
+
+
+def test_a_huge_token_is_not_echoed_whole(tmp_path, capsys):
+    f = tmp_path / "huge.rules"
+    f.write_text("*filter\n-A INPUT " + "x" * 1_000_000 + "\nCOMMIT\n")
+    rc, _ = run("save", "--rules", str(f))
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and len(err) < 600 and ":2:" in err

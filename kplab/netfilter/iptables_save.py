@@ -932,7 +932,8 @@ def load(path: str, **kw) -> Ruleset:
     """Read and parse a rules file (see `parse`)."""
     from ..errors import KplabError
     try:
-        with open(path, encoding="utf-8") as f:
+        # newline="": keep a CRLF file's carriage returns, which iptables-restore refuses
+        with open(path, encoding="utf-8", newline="") as f:
             text = f.read()
     except UnicodeDecodeError as e:
         raise ParseError(f"not UTF-8 text (byte {e.start}): is this an iptables-save file?", file=path) from None
