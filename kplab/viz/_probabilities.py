@@ -222,6 +222,28 @@ def _cascade_words(rows, view):
         + "; ".join(parts) + "." + tail
 
 
+def _share_texts(ax, art, k, dyn, ex_style):
+    """The exact and observed percentage labels of endpoint row `k`."""
+    art["exact_txt"].append(dyn(ax.text(0, k - 0.2, "", fontsize=6.5, va="center", ha="left", zorder=4,
+                                        color=ex_style.color, fontweight="bold", clip_on=False)))
+    art["obs_txt"].append(dyn(ax.text(0, k + 0.2, "", fontsize=6.5, va="center", ha="left", zorder=4,
+                                      color=OKABE_ITO["black"], clip_on=False)))
+
+
+def _titles(ax, fig, art, view, dyn):
+    h = fig.get_size_inches()[1]
+    ax.text(0.02, 1 - 0.12 / h, f"Where new connections to {view.name} go", transform=fig.transFigure,
+            fontsize=10, fontweight="bold", va="top", ha="left")
+    art["sub"] = dyn(ax.text(0.02, 1 - 0.38 / h, "", transform=fig.transFigure, fontsize=7.5, va="top", ha="left"))
+
+
+def _legend_handles(ex_style, ob_style, even_label):
+    return [Patch(facecolor=ex_style.color, edgecolor=OKABE_ITO["black"], label="■ exact share (all paths)"),
+            Patch(facecolor=NEUTRAL["white"], edgecolor=ob_style.color, hatch=ob_style.hatch,
+                  label="▨ observed share (simulation)"),
+            Line2D([], [], color=OKABE_ITO["black"], ls=":", lw=0.9, label=even_label)]
+
+
 def _layout(fig, st, view, labels, info, xmax, from_):
     n = len(labels)
     height = 1.45 + 0.5 * max(n, 1)
@@ -274,19 +296,10 @@ def _layout(fig, st, view, labels, info, xmax, from_):
         b, o = bars[k], obars[k]
         art["exact"].append(dyn(b))
         art["obs"].append(dyn(o))
-        art["exact_txt"].append(dyn(ax.text(0, k - 0.2, "", fontsize=6.5, va="center", ha="left", zorder=4,
-                                            color=ex_style.color, fontweight="bold", clip_on=False)))
-        art["obs_txt"].append(dyn(ax.text(0, k + 0.2, "", fontsize=6.5, va="center", ha="left", zorder=4,
-                                          color=OKABE_ITO["black"], clip_on=False)))
-    h = fig.get_size_inches()[1]
-    ax.text(0.02, 1 - 0.12 / h, f"Where new connections to {view.name} go", transform=fig.transFigure,
-            fontsize=10, fontweight="bold", va="top", ha="left")
-    art["sub"] = dyn(ax.text(0.02, 1 - 0.38 / h, "", transform=fig.transFigure, fontsize=7.5, va="top", ha="left"))
-    handles = [Patch(facecolor=ex_style.color, edgecolor=OKABE_ITO["black"], label="■ exact share (all paths)"),
-               Patch(facecolor=NEUTRAL["white"], edgecolor=ob_style.color, hatch=ob_style.hatch,
-                     label="▨ observed share (simulation)"),
-               Line2D([], [], color=OKABE_ITO["black"], ls=":", lw=0.9,
-                      label=f"even split 1/{n_ep}" if n_ep else "even split")]
+        _share_texts(ax, art, k, dyn, ex_style)
+    _titles(ax, fig, art, view, dyn)
+    handles = _legend_handles(ex_style, ob_style,
+                              f"even split 1/{n_ep}" if n_ep else "even split")
     ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=6.5, frameon=False,
               borderaxespad=0.1)
 
@@ -351,18 +364,10 @@ def _layout_capacity(fig, st, view, rows, xmax):
         art["obs"].append(dyn(ax.add_artist(o)))
         b.set_clip_path(ax.patch)
         o.set_clip_path(ax.patch)
-        art["exact_txt"].append(dyn(ax.text(0, k - 0.2, "", fontsize=6.5, va="center", ha="left", zorder=4,
-                                            color=ex_style.color, fontweight="bold", clip_on=False)))
-        art["obs_txt"].append(dyn(ax.text(0, k + 0.2, "", fontsize=6.5, va="center", ha="left", zorder=4,
-                                          color=OKABE_ITO["black"], clip_on=False)))
-    h = fig.get_size_inches()[1]
-    ax.text(0.02, 1 - 0.12 / h, f"Where new connections to {view.name} go", transform=fig.transFigure,
-            fontsize=10, fontweight="bold", va="top", ha="left")
-    art["sub"] = dyn(ax.text(0.02, 1 - 0.38 / h, "", transform=fig.transFigure, fontsize=7.5, va="top", ha="left"))
-    handles = [Patch(facecolor=ex_style.color, edgecolor=OKABE_ITO["black"], label="■ exact share (all paths)"),
-               Patch(facecolor=NEUTRAL["white"], edgecolor=ob_style.color, hatch=ob_style.hatch,
-                     label="▨ observed share (simulation)"),
-               Line2D([], [], color=OKABE_ITO["black"], ls=":", lw=0.9, label="even split")]
+        _share_texts(ax, art, k, dyn, ex_style)
+    _titles(ax, fig, art, view, dyn)
+    handles = _legend_handles(ex_style, ob_style,
+                              "even split")
     leg = ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=6.5,
                     frameon=False, borderaxespad=0.1)
     dyn(leg)                                  # its "even split 1/n" entry changes with n
