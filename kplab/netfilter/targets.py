@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from ..packet import PORT_PROTOS
 from .rules import Target
-from .values import SERVICES, OptionError, parse_address, parse_mark, parse_port, parse_uint, save_string
+from .values import SERVICES, OptionError, parse_address, proto_text, parse_mark, parse_port, parse_uint, save_string
 
 TARGETS: dict = {}
 
@@ -205,7 +205,6 @@ def parse_nat_range(text: str, family: int, what: str) -> NatRange:
 
 def _port_proto(ctx) -> bool:
     """A protocol with ports was named; `! -p tcp` counts too (it loads)."""
-    from .values import proto_text
     return ctx.proto != 0 and proto_text(ctx.proto) in PORT_PROTOS
 
 
