@@ -608,6 +608,8 @@ INVALID_KINDS = {
     "drop_in_nat": (False, "DROP in the nat table (iptables: not intended for filtering)"),
     "ctdir_inverted": (False, "! --ctdir (iptables: cannot be inverted)"),
     "negated_any_address": (False, "! -s 0.0.0.0/0 or ! -d ADDR/0 (nf_tables: Invalid argument)"),
+    "words_252": (False, "a rule line of 252 words (Parser cannot handle more arguments)"),
+    "word_1024": (False, "a word of 1024 characters (Parameter too long!)"),
     # near misses, loaded
     "loop_unreachable": (True, "a jump loop no built-in chain reaches"),
     "self_jump_unreachable": (True, "a chain jumping to itself that nothing reaches"),
@@ -623,6 +625,8 @@ INVALID_KINDS = {
     "drop_policy_in_nat": (True, "a DROP policy on a nat built-in chain"),
     "inverted_proto_with_port": (True, "! -p tcp --dport 80 (nf_tables: any other protocol's port 80)"),
     "dnat_port_inverted_proto": (True, "! -p tcp -j DNAT --to-destination ADDR:PORT"),
+    "words_251": (True, "a rule line of 251 words, the most iptables-restore takes"),
+    "word_1023": (True, "a comment of 1023 characters (the kernel keeps 255)"),
 }
 _INVALID_ORDER = tuple(INVALID_KINDS)
 
@@ -768,6 +772,13 @@ def invalid_case(seed: int, kind: str | None = None) -> Case:
         insert("filter", "INPUT", "! -p tcp --dport 80 -j ACCEPT")
     elif kind == "dnat_port_inverted_proto":
         insert("nat", "PREROUTING", f"-d {SERVICE_IP}/32 ! -p tcp -j DNAT --to-destination {addr}:8080")
+    elif kind in ("words_251", "words_252"):
+        comments = " ".join(["-m comment --comment a"] * (61 if kind == "words_251" else 62))
+        tail = "-p tcp --syn " if kind == "words_251" else ""
+        insert("filter", "INPUT", f"{tail}{comments} -j ACCEPT")        # 4 + 3 + 244 or 4 + 248 words
+    elif kind in ("word_1023", "word_1024"):
+        n = 1023 if kind == "word_1023" else 1024
+        insert("filter", "FORWARD", f"-m comment --comment {rng.choice('xyz') * n} -j ACCEPT")
     text = rules.render()
     packets = random_packets(seed, 3, text) if loads else ()
     return Case(f"invalid-{seed}-{kind}", text, packets, loads)

@@ -617,6 +617,7 @@ def _parse(text, source, family, unsupported) -> Ruleset:
             words = tokenize(line)
         except _TokenError as e:
             raise err(str(e)) from None
+        _check_limits(words, err)
         cmd = COMMANDS.get(words[0])
         if cmd is None:
             if words[0] in ("-t", "--table"):
@@ -634,6 +635,22 @@ def _parse(text, source, family, unsupported) -> Ruleset:
         raise ParseError(f"table {cur.name!r} (line {cur.line}) has no COMMIT at the end of the file",
                          file=source, line=len(lines) if lines[-1] else max(1, len(lines) - 1))
     return Ruleset(tables, family, tuple(warnings), source)
+
+
+# iptables-restore builds an argv of at most 255 entries (its own name, "-t", the table, then the
+# line's words) and copies each word into a 1024-byte buffer: longer lines and words are refused.
+MAX_WORDS = 251
+MAX_WORD = 1023
+
+
+def _check_limits(words, err):
+    if len(words) > MAX_WORDS:
+        raise err(f"{len(words)} words on one line: iptables-restore handles at most {MAX_WORDS} "
+                  "(\"Parser cannot handle more arguments\"); split the rule", 0)
+    for i, w in enumerate(words):
+        if len(w) > MAX_WORD:
+            raise err(f"a word of {len(w):,} characters: iptables-restore refuses words longer than "
+                      f"{MAX_WORD} characters (\"Parameter too long!\")", i)
 
 
 def _check_chain_name(name, err):
