@@ -83,3 +83,25 @@ TABLES = tuple(TABLE_CHAINS)
 def tables_at(hook: str) -> tuple[str, ...]:
     """The tables with a built-in chain at `hook`, in the order they run."""
     return tuple(t for t in HOOK_ORDER[hook] if t in TABLE_CHAINS)
+
+
+def priority(table: str, hook: str) -> int | None:
+    """The priority at which `table`'s built-in chain at `hook` runs (lower
+    runs first), or None when `table` has no chain at `hook`.
+
+    The nat table sits at two priorities: -100 where it rewrites the
+    destination (PREROUTING, OUTPUT) and 100 where it rewrites the source
+    (INPUT, POSTROUTING).
+
+    >>> priority("nat", "PREROUTING"), priority("nat", "POSTROUTING"), priority("filter", "PREROUTING")
+    (-100, 100, None)
+    """
+    if table not in TABLE_CHAINS:
+        raise ValueError(f"unknown table {table!r}: iptables knows {', '.join(TABLES)}")
+    if hook not in HOOKS:
+        raise ValueError(f"unknown hook {hook!r}: the hooks are {', '.join(HOOKS)}")
+    if hook not in TABLE_CHAINS[table]:
+        return None
+    if table == "nat":
+        return PRIORITY["nat-" + NAT_MANIP[hook]]
+    return PRIORITY[table]
