@@ -144,14 +144,15 @@ class Exercise:
         return Reveal(self.solution_text(), code=_as_code(self.answer))
 
     def solution_text(self) -> str:
-        return f"Solution to {self.id} ({self.title}). {self.explanation}".rstrip()
+        return f"Solution to {self.id} ({self.title}): {self.explanation}".rstrip()
 
     def reset(self) -> None:
         _PROGRESS.pop(self.id, None)
 
     def show(self) -> "Reveal":
         """The prompt, for the top of an exercise cell."""
-        return Reveal(f"Exercise {self.id} ({self.kind}): {self.title}. {self.prompt}")
+        title = self.title if self.title.endswith((".", "?", "!")) else self.title + "."
+        return Reveal(f"Exercise {self.id} ({self.kind}): {title} {self.prompt}")
 
     def _repr_html_(self) -> str:
         return self.show()._repr_html_()
