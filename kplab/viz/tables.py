@@ -3,7 +3,7 @@
 Each function reads what the core already decided; none of them evaluates a
 rule again.
 
-* `ruleset_table(ruleset)`: one row per rule, like `iptables -L -n -v --line-numbers`.
+* `ruleset_table(ruleset)`: one row per rule, like `iptables -L -n -v --line-numbers` (protocols by name).
 * `trace_table(trace)`: one row per step of a Trace (`trace.to_records()`).
 * `conntrack_table(node)`: one row per connection, like `conntrack -L`.
 * `diff_table(diff)`: the rules one kube-proxy sync adds and removes.
@@ -186,6 +186,9 @@ def rule_row(table: str, chain: str, num: int, rule, family: int = 4) -> dict:
 
 def ruleset_table(ruleset, table: str | None = None, chain: str | None = None) -> pd.DataFrame:
     """The rules as `iptables -L -n -v --line-numbers` lists them, one row per rule.
+
+    One difference on purpose: `prot` names the protocol (tcp, udp, all) as
+    `iptables -L -v` does; with `-n`, iptables-nft prints its number (6, 17, 0).
 
     Columns: table, chain, num (1-based), target, prot, opt, source,
     destination, extra (the matches and target options, in -L's words:
