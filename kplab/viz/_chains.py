@@ -954,25 +954,33 @@ def _restyle(fig, st, top, chain, view, table, trace, traced_rows, traced_ends):
 
 
 def _taken_path(top):
-    """[(chain, index)] of the matched jump/terminal rows from the root down
-    (following a jump to a chain drawn elsewhere to its box)."""
+    """[(chain, index)] of the matched rows in the order the packet met them:
+    into a jumped-to chain, and back to the row after the jump when that chain
+    ends or returns (a goto does not come back); a deciding row ends it."""
     boxes = {b.chain: b for b in _walk(top)}
-    out, box, seen = [], top, set()
-    while box is not None and box.chain not in seen:
-        seen.add(box.chain)
-        nxt = None
-        for r in box.rows:
-            if r.state is True and r.index is not None and r.kind not in ("mark",):
-                out.append((box.chain, r.index))
-                if r.child is not None:
-                    nxt = r.child
-                    break
-                if r.kind in ("ref", "jump", "goto") and r.rule is not None and r.rule.jump in boxes:
-                    nxt = boxes[r.rule.jump]
-                    break
-                if r.consumes:
-                    break
-        box = nxt
+    out, seen, stack = [], set(), [(top, 0)]
+    while stack:
+        box, k = stack.pop()
+        while k < len(box.rows):
+            r = box.rows[k]
+            k += 1
+            if r.state is not True or r.index is None or r.kind == "mark":
+                continue
+            if (box.chain, r.index) in seen:          # a loop in the drawing: stop, never spin
+                return out
+            seen.add((box.chain, r.index))
+            out.append((box.chain, r.index))
+            target = r.child or r.link or (r.rule.jump if r.kind == "ref" and r.rule is not None else None)
+            child = target if isinstance(target, _Box) else boxes.get(target) if target else None
+            if child is not None:
+                if r.kind != "goto":
+                    stack.append((box, k))
+                stack.append((child, 0))
+                break
+            if r.kind == "return":
+                break
+            if r.consumes:
+                return out
     return out
 
 

@@ -143,3 +143,16 @@ def test_fixed_capacity_with_a_trace(viz, rules10, service_trace, seed_rules):
     d = viz.chain_tree(seed_rules, "KUBE-SERVICES", into=d, capacity=4)
     assert (d.text, d.alt, d.data) == (ref.text, ref.alt, ref.data)
     assert "KUBE-NODEPORTS" in d.labels()
+
+
+def test_the_path_comes_back_after_a_chain_ends(viz):
+    """FORWARD jumps to FROM-PODS, falls off its end, then jumps to TO-PODS, which decides."""
+    import kplab
+    rules = kplab.parse_rules("*filter\n:FORWARD DROP [0:0]\n:FROM-PODS - [0:0]\n:TO-PODS - [0:0]\n"
+                              "-A FORWARD -j FROM-PODS\n-A FORWARD -j TO-PODS\n"
+                              "-A FROM-PODS -s 10.244.1.7 -p udp -j DROP\n"
+                              "-A TO-PODS -d 10.244.1.3 -p tcp --dport 8080 -j ACCEPT\nCOMMIT\n")
+    trace = kplab.standard_node(rules).send_from("client", "10.244.1.3", "tcp", 8080)
+    tree = viz.chain_tree(rules, "FORWARD", table="filter", trace=trace)
+    assert tree.data["taken"] == [("FORWARD", 1), ("FORWARD", 2), ("TO-PODS", 1)]
+    assert "Traced packet: FORWARD #1 → FORWARD #2 → TO-PODS #1." in tree.text
