@@ -181,7 +181,8 @@ class Trace:
         if self.dnat_to:
             extra.append(f"DNAT to {self.dnat_to}")
         if self.masquerade:
-            extra.append(f"masqueraded{' to ' + self.snat_to if self.snat_to else ' (source unchanged)'}")
+            word = "masqueraded" if any(st.verdict == "MASQUERADE" for st in self.steps) else "source NAT"
+            extra.append(f"{word}{' to ' + self.snat_to if self.snat_to else ' (source unchanged)'}")
         elif self.snat_to:
             extra.append(f"SNAT to {self.snat_to}")
         if self.probability < 1.0:
