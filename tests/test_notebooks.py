@@ -102,7 +102,7 @@ def _execute(path, guarded: bool):
             nb.cells.insert(0, nbformat.v4.new_code_cell(GUARD))
         env_before = os.environ.pop("KPLAB_INSTRUCTOR", None)
         try:
-            NotebookClient(nb, timeout=120, kernel_name="python3",
+            NotebookClient(nb, timeout=120, kernel_name="python3", coalesce_streams=True,
                            resources={"metadata": {"path": str(path.parent)}}).execute()
         finally:
             if env_before is not None:
