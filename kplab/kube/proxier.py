@@ -40,8 +40,8 @@ Public API:
   `iptables-save` form.
 * `canonical_order(text)`: the sort kube-proxy's unit tests apply to restore
   text before comparing it (`sortIPTablesRules` in proxier_test.go).
-* Helpers with the upstream names: `port_proto_hash`, `endpoint_chain_name`,
-  `compute_probability`, `categorize_endpoints`.
+* Helpers with the upstream names: `port_proto_hash`, `service_chain_name`,
+  `endpoint_chain_name`, `compute_probability`, `categorize_endpoints`.
 
 Where this module chooses where kube-proxy has no fixed behaviour (Go map
 order), it picks a deterministic order: Services sorted by namespace/name,
@@ -65,7 +65,7 @@ from .objects import ProxyConfig
 __all__ = [
     "EndpointInfo", "LocalDetector", "Proxier", "RenderDiff", "Rendered", "ServicePortDecision",
     "ServicePortInfo", "canonical_order", "categorize_endpoints", "compute_probability", "decide",
-    "diff", "endpoint_chain_name", "local_detector", "port_proto_hash", "render",
+    "diff", "endpoint_chain_name", "local_detector", "port_proto_hash", "render", "service_chain_name",
 ]
 
 # --------------------------------------------------------------------------
@@ -155,6 +155,20 @@ def port_proto_hash(service_port_name: str, protocol: str) -> str:
     """portProtoHash: base32(sha256(spn + proto))[:16], the suffix shared by a
     service port's KUBE-SVC/SVL/EXT/FW chains. `protocol` is lower case."""
     return _b32_16(service_port_name + protocol)
+
+
+def service_chain_name(service_port_name: str, protocol: str) -> str:
+    """servicePortPolicyClusterChain: KUBE-SVC- + portProtoHash(spn, proto),
+    the chain that spreads a service port's connections over its endpoints.
+
+    A pure function of the service port name ("ns/name:port", or "ns/name"
+    for an unnamed port) and the lower-case protocol: every node, and every
+    restart of kube-proxy, gives the same Service the same chain name.
+
+    >>> service_chain_name("default/backend:http", "tcp")
+    'KUBE-SVC-POOGYJBNEVT3HFAO'
+    """
+    return SVC_PREFIX + port_proto_hash(service_port_name, protocol)
 
 
 def endpoint_chain_name(service_port_name: str, protocol: str, endpoint: str) -> str:
