@@ -393,6 +393,7 @@ class Cluster:
     def _clone(self) -> "Cluster":
         out = object.__new__(Cluster)
         out.__dict__.update(self.__dict__)
+        out.__dict__.pop("_network", None)     # a changed cluster runs its own rules, not its parent's
         for name in ("_deployments", "_services", "_pods", "_ipam", "_ordinals", "_template_hash", "_options",
                      "_origins"):
             setattr(out, name, dict(getattr(self, name)))

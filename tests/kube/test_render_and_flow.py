@@ -162,3 +162,16 @@ def test_cluster_send_keeps_conntrack_for_the_reply():
     c = Cluster.load(str(DATA / "clusters" / "seed.yaml"))
     j = c.send(frontend(c), "backend")
     assert c.reply(j).final.src == "10.96.5.81"
+
+
+def test_a_changed_cluster_sends_through_its_own_rules_not_its_parents():
+    from pathlib import Path
+
+    from kplab.kube.cluster import Cluster
+    seed = Cluster.load(str(Path(__file__).resolve().parents[2] / "data" / "clusters" / "seed.yaml"))
+    first = seed.send("frontend-5c7d8b9f4-q7xkz", "backend")
+    two = seed.scale("backend", 2)
+    ready_pod = first.delivered_to
+    one_left = two.set_ready(ready_pod, False)
+    assert one_left.network() is not seed.network()
+    assert one_left.send("frontend-5c7d8b9f4-q7xkz", "backend").delivered_to not in (None, ready_pod)
