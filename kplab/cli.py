@@ -97,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--rules", required=True, metavar="FILE")
     e.add_argument("--json", action="store_true")
 
+    y = sub.add_parser("synth", help="print a synthetic cluster (a YAML List) for scale work",
+                       description="Print a made-up cluster as the YAML List `kubectl get -o yaml` prints: N "
+                                   "ClusterIP Services with exactly M ready endpoints each (EndpointSlices spread "
+                                   "over K nodes), or with --mixed a realistic mix. `kplab render` reads it.")
+    y.add_argument("--services", required=True, type=_int, metavar="N", help="how many Services")
+    y.add_argument("--endpoints", required=True, type=_int, metavar="M",
+                   help="ready endpoints per Service (with --mixed: 1 to 2M, some Services none)")
+    y.add_argument("--nodes", type=_int, default=2, metavar="K", help="nodes to spread the endpoints over (default 2)")
+    y.add_argument("--seed", type=_int, default=0, help="the same seed gives the same cluster (default 0)")
+    y.add_argument("--mixed", action="store_true",
+                   help="ClusterIP, NodePort and LoadBalancer Services, named ports, some without endpoints")
+
     s = sub.add_parser("save", help="print rules as iptables-save prints them after loading",
                        description="Print the ruleset exactly as iptables-save would after iptables-restore.")
     s.add_argument("--rules", required=True, metavar="FILE")
@@ -235,7 +247,14 @@ def cmd_explain(args, out) -> int:
     return 0
 
 
-COMMANDS = {"trace": cmd_trace, "save": cmd_save, "explain": cmd_explain, "render": cmd_render}
+def cmd_synth(args, out) -> int:
+    from .kube.synth import synth_yaml
+    out.write(synth_yaml(args.services, args.endpoints, nodes=args.nodes, seed=args.seed, mixed=args.mixed))
+    return 0
+
+
+COMMANDS = {"trace": cmd_trace, "save": cmd_save, "explain": cmd_explain, "render": cmd_render,
+            "synth": cmd_synth}
 
 
 def main(argv=None, out=None) -> int:
