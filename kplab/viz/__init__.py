@@ -13,13 +13,14 @@ from .drawing import DPI, Drawing, VizError
 from .figures import chain_tree, fraction_text, hook_map, journey, probabilities, resolve_service
 from .palette import (FILL, HATCH, LINESTYLE, MARKER, NEUTRAL, OKABE_ITO, PALETTE, ROLE, STYLE, SYMBOL, RoleStyle,
                       is_palette_colour, style, verdict_role)
+from .scale import scale_plot
 from .tables import (CONNTRACK_COLUMNS, DIFF_COLUMNS, RULESET_COLUMNS, TRACE_COLUMNS, conntrack_table, diff_table,
                      rule_row, ruleset_table, trace_table)
 
 __all__ = [
     # figures
     "DPI", "Drawing", "VizError", "chain_tree", "fraction_text", "hook_map", "journey", "probabilities",
-    "resolve_service",
+    "resolve_service", "scale_plot",
     # tables
     "CONNTRACK_COLUMNS", "DIFF_COLUMNS", "RULESET_COLUMNS", "TRACE_COLUMNS", "conntrack_table", "diff_table",
     "rule_row", "ruleset_table", "trace_table",
