@@ -214,19 +214,26 @@ class ClusterNetwork:
         return None
 
     def send(self, from_: str, to: str, proto: str = "tcp", port: int | None = None, *,
-             sport: int | None = None) -> Journey:
+             sport: int | None = None, via: str | None = None) -> Journey:
         """The first packet of a new connection from a Pod, a node or an
         external host to a Service, a ClusterIP:port, a NodePort on a node
-        IP, or a Pod IP."""
+        IP, or a Pod IP. From an external host to an address no node owns (a
+        load-balancer or external IP), `via` names the node the load
+        balancer hands the packet to, as a VIP-mode load balancer does."""
         dst, dport = self.resolve(to, port)
         node_name, local = self._entry(from_)
+        if via is not None and via not in self.nodes:
+            raise FlowError(f"via={via!r}: not a node of the cluster ({', '.join(self.nodes)})")
         if node_name is None:
             src = dict(self.externals)[from_]
             pkt = Packet.make(proto, src, dst, sport, dport if dport is not None else 80)
-            target = self._owner(dst)
+            target = via or self._owner(dst)
             if target is None:
+                vip = any(dst in (*svc.external_ips, *(i.ip for i in svc.lb_ingress)) for svc in self.cluster.services())
                 raise FlowError(f"{dst} is not an address the wire can take {from_}'s packet to "
-                                "(a ClusterIP is only reachable from inside the cluster)")
+                                + ("(a load-balancer or external IP: say which node the load balancer sends it to, "
+                                   "e.g. via='node-1')" if vip else
+                                   "(a ClusterIP is only reachable from inside the cluster)"))
             hops = [Hop(None, note=f"{from_} -> {target} eth0: {pkt}")]
             return self._walk(from_, pkt, target, "peer", hops)
         node = self.nodes[node_name]

@@ -175,3 +175,20 @@ def test_a_changed_cluster_sends_through_its_own_rules_not_its_parents():
     one_left = two.set_ready(ready_pod, False)
     assert one_left.network() is not seed.network()
     assert one_left.send("frontend-5c7d8b9f4-q7xkz", "backend").delivered_to not in (None, ready_pod)
+
+
+def test_external_to_a_load_balancer_ip_goes_via_the_node_the_balancer_picks():
+    from pathlib import Path
+
+    import pytest
+
+    from kplab.kube.cluster import Cluster
+    from kplab.kube.flow import FlowError
+    c = Cluster.load(str(Path(__file__).resolve().parents[2] / "data" / "clusters" / "etp-local.yaml"))
+    with pytest.raises(FlowError, match="via='node-1'"):
+        c.send("external", "203.0.113.10", "tcp", 80)
+    assert c.send("external", "203.0.113.10", "tcp", 80, via="node-1").verdict == "DROP"   # Local, no endpoint
+    j = c.send("external", "203.0.113.10", "tcp", 80, via="node-2")
+    assert j.verdict == "ACCEPT" and j.delivered_to.startswith("web-")
+    with pytest.raises(FlowError, match="not a node"):
+        c.send("external", "203.0.113.10", "tcp", 80, via="node-9")
