@@ -16,6 +16,7 @@ here beyond the packet paths themselves:
 from __future__ import annotations
 
 import copy
+from bisect import bisect_left
 import random as _random
 import zlib
 from dataclasses import dataclass, field
@@ -31,6 +32,61 @@ from .trace import Step, Trace
 #: Past this many consecutive non-matching rules, the trace keeps one
 #: "skipped" step with a count instead of one step per rule.
 SUMMARISE_AFTER = 64
+
+#: Chains at least this long get a destination index (see `_DstIndex`).
+INDEX_MIN = 128
+
+
+class _DstIndex:
+    """Where, in a long chain, a packet's destination can match.
+
+    kube-proxy's KUBE-SERVICES holds one rule per Service port, each with
+    `-d CLUSTER_IP/32`; the kernel tries them one by one, and so does the
+    trace (the count of rules evaluated is the lesson). The walk needs not
+    *look* at a rule whose single-address `-d` differs from the packet's,
+    though: such a rule cannot match, and its ip part (-s -d -p -i -o -f) has
+    no side effects. The index lists, per destination, the rules that may
+    match: those with that `-d`, and every rule without a single-address,
+    non-inverted `-d`. The rules between are counted as evaluated and
+    reported as misses, exactly as if walked.
+    """
+
+    __slots__ = ("by_dst", "others", "cache", "chain")
+
+    def __init__(self, chain):
+        from .matches import Destination
+        by_dst, others = {}, []
+        for pos, rule in enumerate(chain.rules):
+            d = next((m for m in rule.ip if type(m) is Destination), None)
+            if d is not None and not d.invert and d.addr.mask == (1 << d.addr.bits) - 1:
+                by_dst.setdefault((d.addr.version, d.addr.addr), []).append(pos)
+            else:
+                others.append(pos)
+        self.by_dst, self.others, self.cache, self.chain = by_dst, others, {}, chain
+
+    def candidates(self, dst) -> list:
+        key = (dst.version, int(dst))
+        got = self.cache.get(key)
+        if got is None:
+            mine = self.by_dst.get(key)
+            got = sorted(mine + self.others) if mine else self.others
+            if len(self.cache) < 4096:
+                self.cache[key] = got
+        return got
+
+
+_INDEXES: dict = {}
+
+
+def _index_of(chain):
+    """The chain's _DstIndex, built once per Chain object (while it lives)."""
+    entry = _INDEXES.get(id(chain))
+    if entry is not None and entry.chain is chain:
+        return entry
+    if len(_INDEXES) > 256:
+        _INDEXES.clear()
+    entry = _INDEXES[id(chain)] = _DstIndex(chain)
+    return entry
 
 
 @dataclass
@@ -312,7 +368,24 @@ class Walk:
             rules = cur.rules
             n = len(rules)
             self.chain = cur.name
+            cands = None
+            if n >= INDEX_MIN and self.summarise:
+                cand_dst = pkt.dst
+                cands = _index_of(cur).candidates(ip(cand_dst))
             while i < n:
+                if cands is not None:
+                    if pkt.dst != cand_dst:
+                        cand_dst = pkt.dst
+                        cands = _index_of(cur).candidates(ip(cand_dst))
+                    k = bisect_left(cands, i)
+                    j = cands[k] if k < len(cands) else n
+                    if j > i:                      # rules i..j-1 cannot match: their -d differs
+                        miss_run.append((i, None, None, j - i))
+                        self.evaluated += j - i
+                        self.rule_index = j
+                        i = j
+                        if i >= n:
+                            break
                 rule = rules[i]
                 self.evaluated += 1
                 self.rule_index = i + 1
@@ -332,7 +405,7 @@ class Walk:
                     i += 1
                     continue
                 if miss_run:
-                    self._flush_misses(miss_run, hook, tname, cur.name, len(frames), pkt)
+                    self._flush_misses(miss_run, hook, tname, cur, len(frames), pkt)
                     miss_run = []
                 t = rule.target
                 text = rule.text(cur.name)
@@ -369,7 +442,7 @@ class Walk:
                 return word, pkt          # DROP or REJECT
             else:
                 if miss_run:
-                    self._flush_misses(miss_run, hook, tname, cur.name, len(frames), pkt)
+                    self._flush_misses(miss_run, hook, tname, cur, len(frames), pkt)
                     miss_run = []
                 if frames:
                     left = cur.name
@@ -379,10 +452,26 @@ class Walk:
                     continue
                 return self._policy(hook, table, base, pkt, "end of chain")
 
-    def _flush_misses(self, run, hook, table, chain, depth, pkt):
+    def _flush_misses(self, run, hook, table, chain_obj, depth, pkt):
         """Record a run of rules that did not match: each as a step, or, for a
-        long run, the first few and one "skipped" step with the count."""
-        keep = run[:3] if self.summarise and len(run) > SUMMARISE_AFTER else run
+        long run, the first few and one "skipped" step with the count.
+
+        An entry (i, None, None, count) stands for `count` rules from i on
+        that the destination index passed over; they are looked at only if a
+        step must show them."""
+        chain = chain_obj.name
+        if any(e[1] is None for e in run):
+            total = sum(e[3] if e[1] is None else 1 for e in run)
+            summarise = self.summarise and total > SUMMARISE_AFTER
+            run = self._expand(run, chain_obj.rules, pkt, 4 if summarise else None)
+            if summarise:
+                rest = total - 3
+                run = run[:3] + [(run[3][0], None, None, rest)]
+        if run and run[-1][1] is None:         # already summarised: 3 steps, then the count
+            keep, (start, _r, _f, rest) = run[:-1], run[-1]
+        else:
+            keep = run[:3] if self.summarise and len(run) > SUMMARISE_AFTER else run
+            start, rest = (run[len(keep)][0], len(run) - len(keep)) if len(keep) < len(run) else (None, 0)
         for i, rule, failed, reason in keep:
             if reason is None:
                 self.steps.append(Step("rule", hook, table, chain, i + 1, rule.text(chain), False, None, depth,
@@ -390,10 +479,27 @@ class Walk:
             else:
                 self.steps.append(Step("rule", hook, table, chain, i + 1, rule.text(chain), False, None, depth,
                                        pkt, None, 1, reason))
-        if len(keep) < len(run):
-            rest = len(run) - len(keep)
-            self.steps.append(Step("skipped", hook, table, chain, run[len(keep)][0] + 1, None, False, None, depth,
+        if rest:
+            self.steps.append(Step("skipped", hook, table, chain, start + 1, None, False, None, depth,
                                    pkt, None, rest, f"{rest} more rules evaluated, none matched"))
+
+    def _expand(self, run, rules, pkt, limit):
+        """Individual (i, rule, failed match, reason) entries for a run with
+        index-skipped blocks, the first `limit` of them (all if None)."""
+        out = []
+        for e in run:
+            if e[1] is not None:
+                out.append(e)
+            else:
+                for pos in range(e[0], e[0] + e[3]):
+                    if limit is not None and len(out) >= limit:
+                        break
+                    rule = rules[pos]
+                    failed = next((m for m in rule.ip if not m.matches(pkt, self)), None)
+                    out.append((pos, rule, failed, None))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
 
     def _policy(self, hook, table, base, pkt, why):
         verdict = base.policy or "ACCEPT"
