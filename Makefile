@@ -3,7 +3,10 @@
 #   make lab     install kplab and its notebook extras into .venv, then open the course
 #   make test    install kplab and its test extras into .venv, then run the test suite
 #                (pass pytest options with PYTEST_ARGS, e.g. make test PYTEST_ARGS='-k trace -x')
-#   make clean   remove .venv and the build and test leftovers
+#   make site    install kplab and its notebook extras into .venv, execute every notebook and write
+#                the static course to site/ (open site/index.html; works offline, no kernel); the
+#                widget scripts are downloaded from registry.npmjs.org once and cached in .cache/npm/
+#   make clean   remove .venv, site/ and the build and test leftovers (keeps the .cache/ downloads)
 #
 # Uses only portable make syntax (no GNU functions), so GNU make (Linux, macOS Xcode) and BSD make
 # both work. A stamp file inside .venv makes pip run again only when pyproject.toml changes.
@@ -13,7 +16,7 @@ PYTEST_ARGS ?=
 VENV = .venv
 NOTEBOOK = notebooks/00-start-here.ipynb
 
-.PHONY: lab test clean
+.PHONY: lab test site clean
 
 lab: $(VENV)/.make-stamp-lab
 	@if [ "$$(id -u)" = 0 ]; then allow_root=--allow-root; else allow_root=; fi; \
@@ -28,6 +31,10 @@ test: $(VENV)/.make-stamp-test
 	  echo "make test: FAILED: pytest collected no tests (exit 5); check testpaths and PYTEST_ARGS" >&2; \
 	fi; \
 	exit $$status
+
+# tools/build_site.py needs nbclient and nbconvert, which JupyterLab (the lab extra) brings.
+site: $(VENV)/.make-stamp-lab
+	$(VENV)/bin/python tools/build_site.py --out site
 
 $(VENV)/pyvenv.cfg:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
@@ -44,5 +51,5 @@ $(VENV)/.make-stamp-test: $(VENV)/pyvenv.cfg pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis site artifacts
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -218,6 +218,7 @@ class ServiceLab(LabWidget):
             f"rules of <b>{esc(self.node)}</b>; connections from <b>{esc(self.client)}</b>"))
         self.replicas = W.IntSlider(value=replicas, min=0, max=top, step=1, continuous_update=False,
                                     description="", layout=W.Layout(width="22em"))
+        self.replicas.add_class("kplab-replicas")          # CSS hooks for tests/browser (stable selectors)
         self.replicas_field = Field(self.replicas, "replicas")
         if self.deployment is None:
             self.replicas.disabled = True
@@ -235,11 +236,13 @@ class ServiceLab(LabWidget):
                                     layout=W.Layout(width="auto"))
         self.send_button.on_click(lambda _b: self.send(self.count.value))
         self.endpoints_html = W.HTML()
-        self.diff_html = W.HTML()
+        self.diff_html = W.HTML().add_class("kplab-rules-diff")
         self.landing_html = W.HTML()
         self.connections_html = W.HTML()
         self.tree = Picture("chain tree")
         self.odds = Picture("chance of each endpoint for a new connection")
+        self.tree.box.add_class("kplab-chain-tree")
+        self.odds.box.add_class("kplab-endpoint-chart")
         self._tree_drawing = None
         self._odds_drawing = None
         section = lambda title: W.HTML(value=f"<b>{esc(title)}</b>")  # noqa: E731
@@ -252,6 +255,7 @@ class ServiceLab(LabWidget):
             self.landing_html, W.HTML(value="<b>open connections (conntrack)</b>"), self.connections_html,
             W.HBox([left, right]),
         ])
+        self.widget.add_class("kplab-service-lab")
 
     # ------------------------------------------------------------------ observers
 
@@ -605,6 +609,7 @@ class ServiceLab(LabWidget):
                         toggle, row = old
                     else:
                         toggle = W.ToggleButtons(options=STATES, value=_pod_state(p), style={"button_width": "7em"})
+                        toggle.add_class("kplab-pod-state")
                         toggle.observe(lambda ch, name=p.name: self._on_pod_state(name, ch), names="value")
                         delete = W.Button(description="delete", icon="trash", layout=W.Layout(width="6em"),
                                           tooltip=f"delete Pod {p.name}")
@@ -612,6 +617,7 @@ class ServiceLab(LabWidget):
                         label = W.HTML(value=f"<code>{esc(p.name)}</code> {esc(p.ip)} on {esc(p.node)}",
                                        layout=W.Layout(width="26em"))
                         row = W.HBox([label, toggle, delete], layout=W.Layout(align_items="center"))
+                        row.add_class("kplab-pod-row")
                     controls[p.name] = (toggle, row)
                     rows.append(row)
                 self._pod_controls = controls
