@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from .errors import KplabError, TooManyPathsError, TopologyError
-from .netfilter.engine import Chooser, NodeState, Walk
+from .netfilter.engine import Chooser, NodeState, Walk, prepare
 from .netfilter.rules import Ruleset
 from .packet import Packet, PacketError, ip
 from .topology import Topology
@@ -55,6 +55,7 @@ class Node:
             raise KplabError("assume_unsupported must be None, 'match' or 'nomatch'")
         self.assume_unsupported = assume_unsupported
         self.state = NodeState()
+        prepare(self.ruleset)
 
     # ------------------------------------------------------------------
     def packet(self, from_: str, dst: str, proto: str = "tcp", dport: int | None = None,
@@ -175,6 +176,7 @@ class Node:
     def load(self, ruleset: Ruleset) -> None:
         """Replace the rules, keeping connections (as iptables-restore does)."""
         self.ruleset = ruleset
+        prepare(ruleset)
 
 
 from .netfilter.trace import Trace  # noqa: E402  (for type names in docs)

@@ -56,10 +56,21 @@ class _DstIndex:
     def __init__(self, chain):
         from .matches import Destination
         by_dst, others = {}, []
+        full = {4: (1 << 32) - 1, 6: (1 << 128) - 1}
         for pos, rule in enumerate(chain.rules):
-            d = next((m for m in rule.ip if type(m) is Destination), None)
-            if d is not None and not d.invert and d.addr.mask == (1 << d.addr.bits) - 1:
-                by_dst.setdefault((d.addr.version, d.addr.addr), []).append(pos)
+            for m in rule.ip:
+                if type(m) is Destination:
+                    a = m.addr
+                    if not m.invert and a.mask == full[a.version]:
+                        key = (a.version, a.addr)
+                        got = by_dst.get(key)
+                        if got is None:
+                            by_dst[key] = [pos]
+                        else:
+                            got.append(pos)
+                        break
+                    others.append(pos)
+                    break
             else:
                 others.append(pos)
         self.by_dst, self.others, self.cache, self.chain = by_dst, others, {}, chain
@@ -76,6 +87,14 @@ class _DstIndex:
 
 
 _INDEXES: dict = {}
+
+
+def prepare(ruleset) -> None:
+    """Build the destination index of every long chain now, not in the first trace."""
+    for table in ruleset.tables.values():
+        for chain in table.chains.values():
+            if len(chain.rules) >= INDEX_MIN:
+                _index_of(chain)
 
 
 def _index_of(chain):

@@ -75,3 +75,28 @@ def test_a_long_chain_is_indexed_and_still_counts_every_rule():
     assert [s.index for s in trace.matched_rules] == [1, 1000]
     skipped = [s for s in trace.steps if s.kind == "skipped"]
     assert len(skipped) == 1 and skipped[0].count == 996 and skipped[0].index == 4
+
+
+def _median_trace_time(n_services, repeats=15):
+    import statistics
+    import time
+    services = "\n".join(f"-A KUBE-SERVICES -d 10.{96 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}/32 -p tcp "
+                         f"-m tcp --dport 80 -j ACCEPT" for i in range(n_services))
+    text = f"*filter\n:KUBE-SERVICES - [0:0]\n-A FORWARD -j KUBE-SERVICES\n{services}\nCOMMIT\n"
+    node = kplab.standard_node(kplab.parse_rules(text))
+    last = f"10.{96 + (n_services - 1) // 62500}.{(n_services - 1) // 250 % 250}.{(n_services - 1) % 250 + 1}"
+    times = []
+    for k in range(repeats):
+        t0 = time.perf_counter()
+        trace = node.send_from("client", last, "tcp", 80, sport=41000 + k)
+        times.append(time.perf_counter() - t0)
+    assert trace.evaluated == n_services + 1
+    return statistics.median(times)
+
+
+def test_trace_cost_does_not_grow_with_the_services_before_it():
+    """Issue 7: a trace to the last of 20,000 Services costs at most 3x one to the last of 10 (a ratio,
+    never an absolute time), while it still counts every rule the kernel evaluates."""
+    small = _median_trace_time(10)
+    large = _median_trace_time(20_000)
+    assert large / small <= 3, f"trace at 20,000 Services is {large / small:.1f}x the trace at 10"
