@@ -115,7 +115,8 @@ class Picture:
 
     def __init__(self, title: str):
         self.title = title
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
+        # Hidden until there is a picture: an empty image shows as a broken-image icon.
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto", display="none"))
         self.alt = W.HTML(value="")
         self.twin = W.HTML(value="")
         self.tabs = W.Tab(children=[W.VBox([self.image, self.alt]), self.twin])
@@ -132,6 +133,7 @@ class Picture:
         data = render(self.dpi, compress_level=0) if callable(render) else png_bytes(drawing.figure)
         if data != self.image.value:
             self.image.value = data
+        self.image.layout.display = None
         alt = getattr(drawing, "alt", "") or ""
         self.alt.value = f'<span style="color:{GREY};font-size:11px">{esc(alt)}</span>' if alt else ""
         self.text = drawing.text

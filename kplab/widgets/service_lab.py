@@ -608,7 +608,7 @@ class ServiceLab(LabWidget):
                     if old is not None:
                         toggle, row = old
                     else:
-                        toggle = W.ToggleButtons(options=STATES, value=_pod_state(p), style={"button_width": "7em"})
+                        toggle = W.ToggleButtons(options=STATES, value=_pod_state(p), style={"button_width": "8.5em"})
                         toggle.add_class("kplab-pod-state")
                         toggle.observe(lambda ch, name=p.name: self._on_pod_state(name, ch), names="value")
                         delete = W.Button(description="delete", icon="trash", layout=W.Layout(width="6em"),
