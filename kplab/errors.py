@@ -16,14 +16,29 @@ class KplabError(Exception):
     MAX_MESSAGE = 400
 
     def __init__(self, message: str, *, hint: str | None = None):
+        message = printable(message)
         if len(message) > self.MAX_MESSAGE:
             message = message[:300] + f"... [{len(message) - 300} more characters]"
+        hint = printable(hint) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)}
+_CONTROL.update({c: f"\\x{c:02x}" for c in range(127, 160)})           # DEL and the C1 controls
+_CONTROL.update({9: "\\t", 10: "\\n", 13: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def printable(text: str) -> str:
+    """`text` with control characters written as escapes (\\r, \\x1b): a message is one line,
+    and input it quotes cannot move the cursor or colour a terminal."""
+    if text.isprintable():
+        return text
+    return text.translate(_CONTROL)
 
 
 class ParseError(KplabError, ValueError):
@@ -63,6 +78,9 @@ def with_caret(message: str, text: str | None, column: int | None) -> str:
     """`message`, then the offending line and a caret under the bad token."""
     out = message
     if text is not None:
+        if not text.isprintable():                  # escapes for control characters; the caret follows
+            column = len(printable(text[:column])) if column is not None else None
+            text = printable(text)
         out += "\n    " + text
         if column is not None:
             out += "\n    " + " " * column + "^"

@@ -10,6 +10,15 @@ kernel loaded it: addresses with their prefix, generic options first, `-m
 tcp` added where iptables adds it, marks and probabilities in the kernel's
 form, comments quoted as xtables_save_string quotes them.
 
+Lines are read as xtables_restore_parse_line() reads them: only the first
+character says what a line is (`#` a comment, `*` a table, `:` a chain,
+anything else a command), no blank is skipped before it, `COMMIT` must be
+alone on its line, an empty line must be really empty, words are separated by
+spaces, tabs and newlines only, and a line longer than 10239 bytes is read in
+pieces. A command may come anywhere in its line (getopt), and a long option
+may be any unambiguous prefix of one, among all of iptables' own options and
+those of the modules loaded so far. tests/bad_inputs holds the cases.
+
 Syntax of one rule line (after `-A CHAIN`), as iptables reads it:
 
     rule    := (["!"] generic | "-m" MODULE | ["!"] "--OPTION" VALUE*)* [target]
@@ -19,9 +28,12 @@ Syntax of one rule line (after `-A CHAIN`), as iptables reads it:
 from __future__ import annotations
 
 import gc
+import os
+import re
+import stat
 from dataclasses import dataclass
 
-from ..errors import ParseError, RulesetError
+from ..errors import ParseError, RulesetError, printable
 from .hooks import JUMP_STACK_SIZE, NO_IN_IFACE, NO_OUT_IFACE, TABLE_CHAINS, TARGET_HOOKS, TABLES
 from .matches import (MATCHES, Destination, Fragment, InInterface, OpaqueMatch, OutInterface,
                       Protocol, Source)
@@ -39,14 +51,16 @@ class _TokenError(ValueError):
 def tokenize(line: str) -> list[str]:
     """Split a line into words exactly as iptables-restore (1.8.9) does.
 
-    Words are separated by blanks. A double quote opens a quoted part that
-    continues the current word; the closing quote always ends the word
+    Words are separated by spaces, tabs and newlines (nothing else: a
+    carriage return or a non-breaking space is part of a word). A double
+    quote opens a quoted part that continues the current word; the closing
+    quote always ends the word
     (`"a"b` is two words, `a"b c"` one). Inside quotes a backslash escapes the
     next character. A quote never closed takes the rest of the line, newline
     included, as the word's text.
     """
     if '"' not in line:
-        return line.split()
+        return _blank_split(line)
     if "\\" in line:
         return _tokenize_escaped(line)
     parts = line.split('"')
@@ -59,7 +73,7 @@ def tokenize(line: str) -> list[str]:
             words.append(part if pending is None else pending + part)
             pending = None
             continue
-        pieces = part.split()
+        pieces = _blank_split(part)
         if not pieces:
             continue
         if k < last and part[-1] not in " \t\n":
@@ -140,19 +154,25 @@ def _column(line: str, index: int) -> int | None:
 # --------------------------------------------------------------------------
 # One rule
 
-GENERIC = {
-    "-s": "s", "--source": "s", "--src": "s",
-    "-d": "d", "--destination": "d", "--dst": "d",
-    "-p": "p", "--protocol": "p",
-    "-i": "i", "--in-interface": "i",
-    "-o": "o", "--out-interface": "o",
-    "-j": "j", "--jump": "j",
-    "-g": "g", "--goto": "g",
-    "-m": "m", "--match": "m",
-    "-f": "f", "--fragment": "f",
-    "-c": "c", "--set-counters": "c",
+#: iptables' own options (xshared.c, 1.8.9): long name -> the letter getopt returns. Every one of
+#: them is in getopt's table, so a word like "--d" is ambiguous (--delete, --destination, ...)
+#: even where only one would make sense.
+GENERIC_LONG = {
+    "append": "A", "delete": "D", "check": "C", "insert": "I", "replace": "R", "list": "L",
+    "list-rules": "S", "flush": "F", "zero": "Z", "new-chain": "N", "delete-chain": "X",
+    "rename-chain": "E", "policy": "P", "source": "s", "destination": "d", "src": "s", "dst": "d",
+    "protocol": "p", "in-interface": "i", "jump": "j", "table": "t", "match": "m", "numeric": "n",
+    "out-interface": "o", "verbose": "v", "wait": "w", "wait-interval": "W", "exact": "x",
+    "fragments": "f", "version": "V", "help": "h", "line-numbers": "0", "modprobe": "M",
+    "set-counters": "c", "goto": "g", "ipv4": "4", "ipv6": "6",
 }
-_GENERIC_LONG = sorted(k for k in GENERIC if k.startswith("--"))
+#: The commands (one per line; kplab applies A I D R N X F Z P E, and checks C L S).
+COMMAND_LETTERS = frozenset("ADCIRLSFZNXEP")
+#: Letters parse_rule treats apart (everything but -s -d -p -i -o -m -j -g -c).
+_SPECIAL = COMMAND_LETTERS | frozenset("tnx0VhwWv46fM")
+GENERIC = {f"-{g}": g for g in set(GENERIC_LONG.values()) if g != "0"}     # --line-numbers has no short form
+GENERIC.update({f"--{k}": g for k, g in GENERIC_LONG.items()})
+GENERIC["--fragment"] = "f"          # the unambiguous prefix everyone writes
 PROTO_MODULES = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmp6"}
 MAX_CHAIN_NAME = 28
 IFNAMSIZ = 16
@@ -187,15 +207,54 @@ class _Loaded:
         return list(self.cls.OPTIONS) + list(self.cls.ALIASES)
 
 
+class _SkipRule(Exception):
+    """`-6` in an IPv4 rule (or `-4` in an IPv6 one): iptables-restore skips the line."""
+
+
+@dataclass
+class _Command:
+    """A command found somewhere in a line (getopt lets it stand anywhere)."""
+    letter: str
+    start: int                  # index of the command word
+    end: int                    # index after its arguments
+
+
+def _xs_has_arg(words, k) -> bool:
+    """iptables' xs_has_arg(): the next word exists and is not an option or "!"."""
+    return k < len(words) and not words[k].startswith(("-", "!"))
+
+
+def _command_span(words, i, letter) -> int:
+    """The index after command `letter` at words[i] and the arguments it takes."""
+    j = i + 1
+    if letter in "AIDRCNEP":
+        if j >= len(words):
+            raise _RuleError(f"option \"{words[i]}\" requires an argument", i)
+        j += 1                                   # the chain (getopt takes any next word)
+    elif _xs_has_arg(words, j):                  # L S F Z X: an optional chain
+        j += 1
+    if letter in "IDLSZ" and j == i + 2 and _xs_has_arg(words, j):
+        j += 1                                   # a rule number
+    elif letter == "R" and _xs_has_arg(words, j):
+        j += 1
+    elif letter in "PE" and _xs_has_arg(words, j):
+        j += 1                                   # the policy / the new name
+    return j
+
+
 def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                chains=(), unsupported: str = "error", line: int | None = None,
-               counters=None, cache: dict | None = None) -> Rule:
+               counters=None, cache: dict | None = None, scan: list | None = None) -> Rule:
     """Parse the words of one rule (what follows `-A CHAIN`).
 
     `chains` are the chain names of the table known so far (a `-j NAME` that
     is neither a target nor one of them is refused, as iptables does).
     `unsupported` is "error" (refuse modules kplab does not model) or
     "opaque" (keep them, unexamined). Raises `_RuleError`.
+
+    `scan`, a list, asks only where the line's command is: the words are read
+    as getopt reads them (so an option's argument is never taken for a
+    command), the `_Command` found is appended to `scan`, and nothing is built.
     """
     if cache is None:
         cache = {}
@@ -214,14 +273,55 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
             invert = True
             i += 1
             continue
+        if w == "--":
+            # getopt: "--" ends the options; iptables refuses any word after it
+            if i + 1 < n:
+                raise _RuleError("\"--\" ends the options: iptables-restore refuses the words after it "
+                                 "(\"unknown arguments found on commandline\")", i + 1)
+            break
         g = GENERIC.get(w)
         owner = None
-        if g is None and w.startswith("-") and len(w) > 1:
-            owner, name = _find_owner(w, modules, target, proto)
-            if owner is None and w.startswith("--") and len(w) > 2:
-                g = _generic_prefix(w, modules, target)
+        if g is None and w.startswith("--") and len(w) > 2:
+            kind, found = _resolve_long(w, modules, target, proto)
+            if kind == "generic":
+                g = found
+            elif kind == "ambiguous":
+                if not _opaque_last(modules, target):
+                    raise _RuleError(f"option \"{w}\" is ambiguous: it could be {', '.join(found)} "
+                                     "(iptables: \"unknown option\"); write the option in full", i)
+            elif kind is not None:
+                owner, name = kind, found
         if g is not None:
-            if g == "f":
+            if g not in _SPECIAL:
+                pass                                # the common options: -s -d -p -i -o -m -j -g -c
+            elif g in COMMAND_LETTERS:
+                if invert:
+                    raise _RuleError(f"cannot have \"!\" before {w}", i)
+                if scan is None or scan:
+                    was = f" (iptables: \"Cannot use -{g} with -{scan[0].letter}\")" if scan else ""
+                    raise _RuleError(f"{w}: only one command per line{was}", i)
+                j = _command_span(words, i, g)
+                scan.append(_Command(g, i, j))
+                i = j
+                continue
+            elif g == "t":
+                raise _RuleError("\"-t\" cannot be used in iptables-restore input; the *table line says "
+                                 "which table a rule goes to", i)
+            elif g in "nx0":
+                raise _RuleError(f"illegal option \"{w}\" with this command (it only goes with -L)", i)
+            elif g in "VhwW":
+                raise _RuleError(f"option \"{w}\" has no place in iptables-restore input", i)
+            elif g == "v":
+                i += 1
+                continue
+            elif g in "46":
+                if invert:
+                    raise _RuleError(f"cannot have \"!\" before {w}", i)
+                if (g == "4") != (family == 4) and scan is None:
+                    raise _SkipRule()
+                i += 1
+                continue
+            elif g == "f":
                 if frag is not None:
                     raise _RuleError("multiple -f flags not allowed", i)
                 frag = Fragment(invert)
@@ -229,8 +329,12 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                 i += 1
                 continue
             if i + 1 >= n:
-                raise _RuleError(f"option \"{w}\" requires an argument", i)
+                what = {"j": " (a target such as ACCEPT, or a chain)", "g": " (a chain)"}.get(g, "")
+                raise _RuleError(f"option \"{w}\" requires an argument{what}", i)
             val = words[i + 1]
+            if g == "M":
+                i += 2
+                continue
             try:
                 if g in "sd":
                     if (src if g == "s" else dst) is not None:
@@ -264,9 +368,11 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                     if len(val) >= IFNAMSIZ:
                         raise _RuleError(f"interface name {val!r} must be shorter than {IFNAMSIZ} characters", i + 1)
                     if g == "i" and chain in NO_IN_IFACE:
-                        raise _RuleError(f"can't use -i with {chain}", i)
+                        raise _RuleError(f"can't use -i with {chain}: its packets have no input interface "
+                                         "(match -o, the output interface, instead)", i)
                     if g == "o" and chain in NO_OUT_IFACE:
-                        raise _RuleError(f"can't use -o with {chain}", i)
+                        raise _RuleError(f"can't use -o with {chain}: its packets have no output interface yet "
+                                         "(match -i, the input interface, instead)", i)
                     m = (InInterface if g == "i" else OutInterface)(val, invert)
                     if g == "i":
                         iin = m
@@ -281,13 +387,18 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                     elif unsupported == "opaque" and val:
                         modules.append(_Loaded(None, [], i, opaque_args=[val]))
                     else:
-                        raise _RuleError(f"match \"{val}\" is not modelled by kplab" if val else
-                                         "empty match name", i + 1)
+                        raise _RuleError(f"match \"{val}\" is not modelled by kplab (load the rules with "
+                                         "unsupported=\"opaque\", as `kplab trace` does, to keep it unexamined)"
+                                         if val else "empty match name", i + 1)
                 elif g in "jg":
                     if target is not None or jump is not None:
                         raise _RuleError("multiple -j/-g flags not allowed", i)
                     if invert:
                         raise _RuleError("cannot have ! before -j", i)
+                    if val in TABLE_CHAINS.get(table, ()) and val in chains:
+                        raise _RuleError(f"a rule cannot {'jump' if g == 'j' else 'go'} to the built-in chain "
+                                         f"{val} (the kernel refuses it: \"No such file or directory\"); "
+                                         "use a user chain", i + 1)
                     if g == "g":
                         if val not in chains:
                             raise _RuleError(f"chain {val!r} does not exist (goto)", i + 1)
@@ -299,12 +410,13 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                     elif unsupported == "opaque" and val and val.upper() == val and val not in TABLE_CHAINS["mangle"]:
                         target = _Loaded(None, [], i, opaque_args=[val])
                     else:
-                        raise _RuleError(f"chain or target {val!r} does not exist", i + 1)
+                        raise _RuleError(f"chain or target {val!r} does not exist{_target_hint(val, chains)}",
+                                         i + 1)
                 elif g == "c":
-                    a, comma, b = val.partition(",")
-                    if not (comma and a.isdigit() and b.isdigit()):
-                        raise _RuleError(f"-c needs PACKETS,BYTES, got {val!r}", i + 1)
-                    counters = (int(a), int(b))
+                    counters, used = _set_counters(words, i)
+                    invert = False
+                    i += used
+                    continue
             except OptionError as e:
                 raise _RuleError(str(e), i + 1) from None
             invert = False
@@ -312,8 +424,7 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
             continue
         if w.startswith("-") and len(w) > 1:
             if owner is None:
-                last = target if target is not None and target.opaque_args is not None else (
-                    modules[-1] if modules and modules[-1].opaque_args is not None else None)
+                last = _opaque_last(modules, target)
                 if last is not None:
                     if invert:
                         last.opaque_args.append("!")
@@ -324,7 +435,7 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                         i += 1
                     invert = False
                     continue
-                raise _RuleError(f"unknown option \"{w}\"", i)
+                raise _RuleError(f"unknown option \"{w}\"{_option_hint(w, modules, target)}", i)
             if owner == "implicit":
                 owner = _Loaded(MATCHES[PROTO_MODULES[proto.proto]], [], i, implicit=True)
                 modules.append(owner)
@@ -333,12 +444,18 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
                 raise _RuleError(f"option \"--{name}\" cannot be inverted", i)
             if i + nargs >= n and nargs:
                 raise _RuleError(f"option \"--{name}\" requires an argument", i)
+            for o in owner.opts:
+                if o.name == name:
+                    again = f" (a second one needs its own -m {owner.cls.name})" if owner is not target else ""
+                    raise _RuleError(f"{owner.cls.name}: option \"--{name}\" can only be used once{again}", i)
             values = tuple(words[i + 1:i + 1 + nargs])
             owner.opts.append(Opt(name, values, invert, i))
             invert = False
             i += 1 + nargs
             continue
         raise _RuleError(f"bad argument \"{w}\"", i)
+    if scan is not None:
+        return None
     if invert:
         raise _RuleError("\"!\" at the end of the rule negates nothing", n - 1)
 
@@ -394,17 +511,6 @@ def parse_rule(words: list, table: str, chain: str, family: int = 4, *,
     return Rule(ip, tuple(built), tgt, line=line, counters=counters)
 
 
-def _generic_prefix(w, modules, target):
-    """getopt_long accepts an unambiguous prefix of a long option."""
-    cands = [k for k in _GENERIC_LONG if k.startswith(w)]
-    if not cands:
-        return None
-    others = [n for m in modules + ([target] if target else []) for n in m.names() if ("--" + n).startswith(w)]
-    if len({GENERIC[k] for k in cands}) == 1 and not others:
-        return GENERIC[cands[0]]
-    return None
-
-
 _ADDR_OPTS = {"-s": "s", "--source": "s", "--src": "s", "-d": "d", "--destination": "d", "--dst": "d"}
 
 
@@ -434,69 +540,169 @@ def expand_address_lists(words: list) -> list:
     return out
 
 
-def _find_owner(w, modules, target, proto):
-    """Which loaded module takes option `w`: the target first, then the
-    matches in the order they were loaded, then the protocol's own match
-    (`-p tcp --dport 80` loads `-m tcp`), as iptables' command_default does."""
-    if not w.startswith("--"):
-        return None, None
-    name = w[2:]
-    # iptables merges each newly loaded module's options in front of the
-    # older ones, so the most recently loaded module that knows the option
-    # takes it (a rule may load `-m recent` twice).
+def _opaque_last(modules, target):
+    """The module an unknown option belongs to when the last one loaded is opaque (else None)."""
+    if target is not None and target.opaque_args is not None:
+        return target
+    if modules and modules[-1].opaque_args is not None:
+        return modules[-1]
+    return None
+
+
+def _target_hint(val, chains) -> str:
+    """What to do about `-j NAME` when NAME is neither a target nor a chain of the table."""
+    import difflib
+    close = difflib.get_close_matches(val, list(TARGETS) + [c for c in chains if c not in TABLE_CHAINS["mangle"]],
+                                      n=1, cutoff=0.8)
+    if close:
+        return f" (did you mean {close[0]}?)"
+    if val and val.isprintable() and not val.startswith("-"):
+        return f" (declare a chain with \":{val} - [0:0]\" before the rules that use it)"
+    return ""
+
+
+def _option_hint(w, modules, target) -> str:
+    """Why an option is unknown, when kplab can tell: it belongs to a module not loaded
+    yet, or it is a misspelling of one that is."""
+    name = w.lstrip("-")
+    owners = sorted({c.name for c in list(MATCHES.values()) + list(TARGETS.values())
+                     if isinstance(getattr(c, "OPTIONS", None), dict)
+                     and (name in c.OPTIONS or name in getattr(c, "ALIASES", {}))})
+    if owners and w.startswith("--"):
+        loads = " or ".join(f"-j {o}" if o.isupper() else f"-m {o}" for o in owners[:4])
+        extra = " (or -p tcp / -p udp for port options)" if {"tcp", "udp"} & set(owners) else ""
+        return f" (it is an option of {loads}: load the module before its options{extra})"
+    import difflib
+    known = ["--" + n for m in modules + ([target] if target is not None else []) for n in m.names()]
+    known += ["--" + k for k in GENERIC_LONG]
+    close = difflib.get_close_matches(w, known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _exact_owner(name, modules, target):
+    """The loaded module that takes option `--name` spelled in full, or None.
+
+    iptables merges each newly loaded module's options in front of the older
+    ones, so the most recently loaded module that knows the option takes it
+    (a rule may load `-m recent` twice); a target loaded after the last match
+    comes first."""
     if target is None or (modules and modules[-1].pos > target.pos):
-        for o in reversed(modules):
-            if o.opaque_args is None:
-                cls = o.cls
-                if name in cls.OPTIONS:
-                    return o, name
-                canon = cls.ALIASES.get(name)
-                if canon:
-                    return o, canon
-        if target is not None and target.opaque_args is None:
-            canon = target.lookup(name)
-            if canon:
-                return target, canon
-        owners = modules[::-1] + ([target] if target is not None else [])
+        order = modules[::-1] + ([target] if target is not None else [])
     else:
-        owners = modules[::-1]
-        owners.insert(sum(1 for m in modules if m.pos > target.pos), target)
-        for o in owners:
-            canon = o.lookup(name)
-            if canon:
-                return o, canon
+        order = modules[::-1]
+        order.insert(sum(1 for m in modules if m.pos > target.pos), target)
+    for o in order:
+        canon = o.lookup(name)
+        if canon:
+            return o, canon
+    return None
+
+
+def _resolve_long(w, modules, target, proto):
+    """What a `--word` means to getopt_long: ("generic", letter), (module, option),
+    ("implicit", option) for the protocol's own match, ("ambiguous", [names]) or (None, None).
+
+    getopt_long takes an exact name first, else a prefix of exactly one option (names
+    that lead to the same option, like --destination and --dst, count once). Its table
+    holds all of iptables' own options and those of the loaded modules. When the word
+    is unknown or ambiguous, iptables loads the match of `-p PROTO` and tries again."""
+    name = w[2:]
+    letter = GENERIC_LONG.get(name)
+    if letter is not None:
+        return "generic", letter
+    found = _exact_owner(name, modules, target)
+    if found is not None:
+        return found
+    owners = modules + ([target] if target is not None else [])
+    hits = {}
+    for long, g in GENERIC_LONG.items():
+        if long.startswith(name):
+            hits.setdefault(("generic", g), ("generic", g, "--" + long))
+    for o in owners:
+        for n in o.names():
+            if n.startswith(name):
+                hits.setdefault((id(o), o.lookup(n)), (o, o.lookup(n), "--" + n))
+    if len(hits) == 1:
+        o, canon, _ = next(iter(hits.values()))
+        return o, canon
     implicit_cls = None
     if proto is not None and proto.proto in PROTO_MODULES:
         implicit_cls = MATCHES[PROTO_MODULES[proto.proto]]
         if any(m.cls is implicit_cls for m in modules):
             implicit_cls = None
-    if implicit_cls is not None and (name in implicit_cls.OPTIONS or name in implicit_cls.ALIASES):
-        return "implicit", implicit_cls.ALIASES.get(name, name)
-    # unambiguous prefix of a loaded module's option
-    hits = []
-    for o in owners:
-        for n in o.names():
-            if n.startswith(name):
-                hits.append((o, o.lookup(n)))
     if implicit_cls is not None:
+        if name in implicit_cls.OPTIONS or name in implicit_cls.ALIASES:
+            return "implicit", implicit_cls.ALIASES.get(name, name)
         for n in list(implicit_cls.OPTIONS) + list(implicit_cls.ALIASES):
             if n.startswith(name):
-                hits.append(("implicit", implicit_cls.ALIASES.get(n, n)))
-    uniq = {(id(o), c) for o, c in hits}
-    if len(uniq) == 1:
-        return hits[0]
+                canon = implicit_cls.ALIASES.get(n, n)
+                hits.setdefault(("implicit", canon), ("implicit", canon, "--" + n))
+        if len(hits) == 1:
+            o, canon, _ = next(iter(hits.values()))
+            return o, canon
+    if hits:
+        return "ambiguous", sorted({h[2] for h in hits.values()})
     return None, None
+
+
+def _set_counters(words, i):
+    """`-c PACKETS,BYTES` or `-c PACKETS BYTES` (as iptables reads them, with sscanf
+    "%llu"): ((packets, bytes), words used)."""
+    val = words[i + 1]
+    comma = val.find(",", 1)
+    used = 2
+    if comma >= 0:
+        ptext, btext = val, val[comma + 1:]
+    elif _xs_has_arg(words, i + 2):
+        ptext, btext = val, words[i + 2]
+        used = 3
+    else:
+        raise _RuleError("-c needs a packet and a byte counter (-c PACKETS,BYTES)", i)
+    out = []
+    for text, what in ((ptext, "packet"), (btext, "byte")):
+        m = _LLU.match(text)
+        if m is None:
+            raise _RuleError(f"-c: the {what} counter {text!r} is not a number", i + 1)
+        out.append(int(m.group(0)) % (1 << 64))
+    return tuple(out), used
+
+
+_LLU = re.compile(r"\s*[+-]?\d+")
 
 
 # --------------------------------------------------------------------------
 # Whole files
 
-COMMANDS = {
-    "-A": "A", "--append": "A", "-I": "I", "--insert": "I", "-D": "D", "--delete": "D",
-    "-R": "R", "--replace": "R", "-N": "N", "--new-chain": "N", "--new": "N",
-    "-X": "X", "--delete-chain": "X", "-F": "F", "--flush": "F", "-Z": "Z", "--zero": "Z",
-    "-P": "P", "--policy": "P", "-E": "E", "--rename-chain": "E",
-}
+#: The command words at the start of a line (getopt also finds them later in it, and accepts
+#: unambiguous prefixes of the long forms: see _find_command).
+COMMANDS = {k: g for k, g in GENERIC.items() if g in COMMAND_LETTERS}
+#: User chains may not be named after the standard verdicts (":DROP - [0:0]" is refused; -N also
+#: refuses the name of any target iptables knows, see _check_new_chain).
+VERDICT_NAMES = ("ACCEPT", "DROP", "QUEUE", "RETURN")
+#: Targets of iptables 1.8.9 (libxt_*, libipt_*): `-N NAME` refuses these names too.
+XTABLES_TARGETS = frozenset((
+    "AUDIT", "CHECKSUM", "CLASSIFY", "CLUSTERIP", "CONNMARK", "CONNSECMARK", "CT", "DNAT", "DNPT", "DSCP",
+    "ECN", "HL", "HMARK", "IDLETIMER", "LED", "LOG", "MARK", "MASQUERADE", "NETMAP", "NFLOG", "NFQUEUE",
+    "NOTRACK", "RATEEST", "REDIRECT", "REJECT", "SECMARK", "SET", "SNAT", "SNPT", "SYNPROXY", "TCPMSS",
+    "TCPOPTSTRIP", "TEE", "TOS", "TPROXY", "TRACE", "TTL", "ULOG", "ERROR", "standard"))
+#: iptables-restore reads its input with fgets() into a 10240-byte buffer: a longer line comes in
+#: pieces of 10239 bytes, and each piece is parsed as a line of its own.
+LINE_PIECE = 10239
+_ODD_SPACE = re.compile(r"[^\S \t\n]")
+_BLANKS = re.compile(r"[ \t\n]+")
+
+
+def _blank_split(text: str) -> list:
+    """Words separated by blanks as iptables-restore knows them: space, tab and newline only
+    (a carriage return, a form feed or a non-breaking space is part of a word)."""
+    if text.isascii():
+        # str.split() also splits at \r \v \f and \x1c-\x1f: only when none is there
+        if ("\r" not in text and "\x0b" not in text and "\x0c" not in text and "\x1c" not in text
+                and "\x1d" not in text and "\x1e" not in text and "\x1f" not in text):
+            return text.split()
+    elif _ODD_SPACE.search(text) is None:
+        return text.split()
+    return [w for w in _BLANKS.split(text) if w]
 
 
 class _TableBuilder:
@@ -539,102 +745,278 @@ def parse(text: str, source: str | None = None, *, family: int | None = None,
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
-        return _parse(text, source, family, unsupported)
+        ruleset = _parse(text, source, family, unsupported)
+        if gc_was_on and len(text) > FREEZE_AFTER:
+            # A large ruleset is millions of young objects: the first collection after the
+            # parse would walk them all (0.5-2 s, in the middle of the first trace). Move
+            # them out of the collector's sight; refcounting still frees them (they hold no
+            # cycles), only cyclic garbage that exists right now stays until gc.unfreeze().
+            gc.freeze()
+        return ruleset
     finally:
         if gc_was_on:
             gc.enable()
 
 
+#: Inputs longer than this (about 10,000 rules) are frozen out of the cyclic collector after parsing.
+FREEZE_AFTER = 2_000_000
+
+
+_CUT = " (the file ends in this line, without a newline: was it cut short?)"
+
+
+class _State:
+    """What _parse carries from line to line."""
+
+    def __init__(self, source, family, unsupported):
+        self.source, self.family, self.unsupported = source, family, unsupported
+        self.tables: dict = {}
+        self.warnings: list = []
+        self.cache: dict = {}
+        self.cur: _TableBuilder | None = None
+        self.seen_table = False
+        self.cut_line = None
+
+    def warn(self, ln, text):
+        self.warnings.append(printable(f"{self.source or 'rules'}:{ln}: {text}"))
+
+
 def _parse(text, source, family, unsupported) -> Ruleset:
-    tables: dict[str, Table] = {}
-    warnings: list[str] = []
-    cache: dict = {}
-    cur: _TableBuilder | None = None
+    st = _State(source, family, unsupported)
     lines = text.split("\n")
+    last = len(lines)
+    if lines[-1]:
+        st.cut_line = last              # the text ends inside its last line: cut short?
     for ln, raw in enumerate(lines, 1):
-        if raw.endswith("\r"):
-            raise ParseError("line ends with a carriage return (CRLF line endings); convert the file to "
-                             "Unix line endings", file=source, line=ln, text=raw.rstrip("\r"))
-        line = raw.strip()
-        if not line or line.startswith("#"):
+        if not raw:
+            continue                  # an empty line (or the end of the text after its last newline)
+        if len(raw) * 4 >= LINE_PIECE and len(raw.encode("utf-8", "surrogatepass")) >= LINE_PIECE:
+            _long_line(st, raw, ln, newline=ln < last)
             continue
-
-        def err(msg, pos=None, cls=ParseError, hint=None):
-            col = _column(raw, pos) if pos is not None else None
-            return cls(msg, file=source, line=ln, text=raw, column=col, hint=hint)
-
-        if line.startswith("*"):
-            if cur is not None:
-                raise err(f"table {cur.name!r} (line {cur.line}) has no COMMIT before the next table")
-            name = line[1:].strip()
-            if name not in TABLES:
-                raise err(f"unknown table {name!r} (known: {', '.join(TABLES)})")
-            cur = _TableBuilder(name, ln)
-            continue
-        if line == "COMMIT":
-            if cur is None:
-                raise err("COMMIT outside a table (no *table line before it)")
-            if cur.touched:
-                tables[cur.name] = _finish_table(cur, source, family)
-            else:
-                tables.pop(cur.name, None)
-            cur = None
-            continue
-        if cur is None:
-            raise err("line before the first *table line (every rule belongs to a table: start with "
-                      "*filter, *nat, ...)")
-        counters = None
-        if line.startswith("["):
-            close = line.find("]")
-            pc, colon, bc = line[1:close].partition(":") if close > 0 else ("", "", "")
-            if close < 0 or not (colon and pc.isdigit() and bc.isdigit()):
-                raise err("bad counters: expected [PACKETS:BYTES]", 0)
-            counters = (int(pc), int(bc))
-            line = line[close + 1:].lstrip()
-            raw = line
-            if not line:
-                raise err("counters [PACKETS:BYTES] with no rule after them")
-        if line.startswith(":"):
-            parts = line[1:].split()
-            if len(parts) < 2:
-                raise err("chain line needs a name and a policy: \":NAME POLICY [0:0]\"")
-            name, policy = parts[0], parts[1]
-            builtin = name in TABLE_CHAINS[cur.name]
-            if builtin:
-                # "-" keeps the current policy (iptables-restore input may say so)
-                if policy not in ("ACCEPT", "DROP", "-"):
-                    raise err(f"bad policy {policy!r} for built-in chain {name} (ACCEPT or DROP)", 1)
-                if policy != "-":
-                    cur.policies[name] = policy
-            else:
-                _check_chain_name(name, err)
-                # Declaring a user chain that exists flushes it (nf_tables).
-                cur.chains[name] = []
-                cur.policies[name] = None
-            cur.touched = True
-            continue
-        try:
-            words = tokenize(line)
-        except _TokenError as e:
-            raise err(str(e)) from None
-        _check_limits(words, err)
-        cmd = COMMANDS.get(words[0])
-        if cmd is None:
-            if words[0] in ("-t", "--table"):
-                raise err("\"-t\" cannot be used in iptables-restore input; use a *table line", 0)
-            raise err(f"unknown command {words[0]!r} (expected -A, -I, -D, -R, -N, -X, -F, -Z, -P, -E, "
-                      ":CHAIN, COMMIT or *table)", 0)
-        if '"' in line and unclosed_quote(line):
-            warnings.append(f"{source or 'rules'}:{ln}: a double quote is not closed; iptables-restore takes "
-                            "the rest of the line as one word, as kplab does")
-        _command(cur, cmd, words, raw if not counters else line, ln, source, family, unsupported,
-                 counters, warnings, err, cache)
-        if cmd in "AINPE":
-            cur.touched = True
-    if cur is not None:
-        raise ParseError(f"table {cur.name!r} (line {cur.line}) has no COMMIT at the end of the file",
+        _line(st, raw, ln)
+    if st.cur is not None:
+        raise ParseError(f"table {st.cur.name!r} (line {st.cur.line}) has no COMMIT at the end of the file; "
+                         "end the table with a line COMMIT" + (_CUT if st.cut_line else ""),
                          file=source, line=len(lines) if lines[-1] else max(1, len(lines) - 1))
-    return Ruleset(tables, family, tuple(warnings), source)
+    return Ruleset(st.tables, family, tuple(st.warnings), source)
+
+
+def _long_line(st, raw, ln, newline):
+    """A line iptables-restore reads in pieces of LINE_PIECE bytes: each piece is a line."""
+    data = raw.encode("utf-8", "surrogatepass") + (b"\n" if newline else b"")
+    pieces = [data[k:k + LINE_PIECE] for k in range(0, len(data), LINE_PIECE)]
+    for k, chunk in enumerate(pieces):
+        piece = chunk.decode("utf-8", "replace")
+        if piece.endswith("\n"):
+            piece = piece[:-1]
+        if piece:
+            _line(st, piece, ln, (k + 1, len(pieces), len(raw)))
+
+
+def _line(st, raw, ln, piece=None):
+    """One line as xtables_restore_parse_line() reads it: only its first character says
+    what it is (no blank is skipped before it), and a rule line is split into words."""
+    source = st.source
+    cur = st.cur
+
+    def err(msg, pos=None, cls=ParseError, hint=None):
+        if "\r" in raw and not piece:
+            msg = ("line ends with a carriage return (CRLF line endings); convert the file to Unix line "
+                   "endings" if raw.endswith("\r") else
+                   f"a carriage return (\\r) inside the line, which iptables-restore takes as part of a word: {msg}")
+            pos = None
+        if piece:
+            k, count, size = piece
+            msg = (f"a line of {size:,} characters, which iptables-restore reads in pieces of {LINE_PIECE} "
+                   f"bytes, each parsed as a line of its own; piece {k} of {count}: {msg}")
+        if ln == st.cut_line:
+            msg += _CUT
+        col = _column(raw, pos) if pos is not None and not piece else None
+        return cls(msg, file=source, line=ln, text=None if piece else raw, column=col, hint=hint)
+
+    c0 = raw[0]
+    if c0 == "#":
+        return
+    if cur is not None and raw == "COMMIT":
+        if cur.touched:
+            st.tables[cur.name] = _finish_table(cur, source, st.family)
+        else:
+            st.tables.pop(cur.name, None)
+        st.cur = None
+        return
+    if c0 == "*" and cur is None:
+        words = _blank_split(raw[1:])
+        if not words:
+            raise err("no table name after \"*\" (write *filter, *nat, *mangle, *raw or *security)")
+        name = words[0]
+        if name not in TABLES:
+            raise err(f"unknown table {name!r} (known: {', '.join(TABLES)})")
+        if len(words) > 1:
+            st.warn(ln, f"the words after *{name} are ignored, as iptables-restore ignores them: "
+                        f"{' '.join(words[1:])[:60]}")
+        st.cur = _TableBuilder(name, ln)
+        st.seen_table = True
+        return
+    if c0 == ":" and cur is not None:
+        _chain_line(st, raw, ln, err)
+        return
+    if cur is None:
+        raise err(_outside_table(st, raw))
+    # A rule line: counters first ("[PACKETS:BYTES] -A ..."), then the words.
+    line = raw
+    counters = None
+    if c0 == "[":
+        counters, line = _rule_counters(st, raw, ln, err)
+    try:
+        words = tokenize(line)
+    except _TokenError as e:
+        raise err(str(e)) from None
+    if not words:
+        raise err("a line of blanks inside a table: iptables-restore refuses it (\"no command specified\"); "
+                  "an empty line must be really empty")
+    _check_limits(words, err)
+    cmd = COMMANDS.get(words[0])
+    if cmd is None:
+        words, cmd = _find_command(st, words, err)
+    if '"' in line and unclosed_quote(line):
+        st.warn(ln, "a double quote is not closed; iptables-restore takes the rest of the line as one word, "
+                    "as kplab does")
+    if "\r" in line:
+        st.warn(ln, "a carriage return (\\r) in the line: iptables-restore keeps it as part of the last word "
+                    "(CRLF line endings?)")
+    try:
+        _command(cur, cmd, words, line, ln, source, st.family, st.unsupported, counters, st.warnings, err,
+                 st.cache)
+    except _SkipRule:
+        return                        # -6 in an IPv4 rule: iptables-restore skips the line
+    if cmd in "AINPE":
+        cur.touched = True
+
+
+def _outside_table(st, raw) -> str:
+    """Why a line outside a table is refused (iptables-restore: "line N failed")."""
+    stripped = raw.strip(" \t")
+    if not stripped:
+        return ("a line of blanks outside a table: iptables-restore refuses it; an empty line must be "
+                "really empty")
+    if raw == "COMMIT":
+        return "COMMIT outside a table (no *table line before it)"
+    if stripped[0] in "#*:[" or stripped == "COMMIT":
+        return (f"{stripped.split()[0][:20]!r} must start in the first column: iptables-restore does not skip "
+                "blanks at the start of a line")
+    if raw[0] == ":":
+        return "a chain line outside a table (start the table with *filter, *nat, ...)"
+    if st.seen_table:
+        return ("a line outside a table: the table before it ended with COMMIT (start the next one with "
+                "*filter, *nat, ...)")
+    return ("line before the first *table line (every rule belongs to a table: start with *filter, "
+            "*nat, ...)")
+
+
+def _chain_line(st, raw, ln, err):
+    """`:NAME POLICY [PACKETS:BYTES]` (iptables-restore reads the first two words; the rest,
+    counters included, is ignored unless it runs with --counters)."""
+    cur = st.cur
+    parts = _blank_split(raw[1:])
+    if not parts:
+        raise err("chain line without a chain name: write \":NAME POLICY [0:0]\"")
+    name = parts[0]
+    if len(name) > MAX_CHAIN_NAME:
+        raise err(f"chain name {name!r} is longer than {MAX_CHAIN_NAME} characters", 0)
+    if len(parts) < 2:
+        raise err(f"chain line needs a name and a policy: \":{name} - [0:0]\" for a user chain, "
+                  f"\":{name} ACCEPT [0:0]\" for a built-in one")
+    policy = parts[1]
+    if name in TABLE_CHAINS[cur.name]:
+        # "-" keeps the current policy (iptables-restore input may say so)
+        if policy not in ("ACCEPT", "DROP", "-"):
+            raise err(f"bad policy {policy!r} for built-in chain {name} (ACCEPT or DROP)", 1)
+        if policy != "-":
+            cur.policies[name] = policy
+    else:
+        if name.startswith(("-", "!")):
+            raise err(f"invalid chain name {name!r}: a chain name may not start with {name[0]!r}", 0)
+        if name in VERDICT_NAMES:
+            raise err(f"invalid chain name {name!r}: it is the name of a verdict (choose another name)", 0)
+        # Declaring a user chain that exists flushes it (nf_tables).
+        cur.chains[name] = []
+        cur.policies[name] = None
+    cur.touched = True
+
+
+def _rule_counters(st, raw, ln, err):
+    """`[PACKETS:BYTES]` before a rule, cut out exactly as iptables-restore does it (strtok on
+    ":" then "]", which writes string ends into the line: a ":" later in the rule, when the
+    brackets hold none, cuts the rule there). Without --counters iptables-restore ignores the
+    values, so only the shape can be wrong: ((packets, bytes) or None, the rule text)."""
+    n = len(raw)
+    close = raw.find("]")
+    if close < 0:
+        raise err("bad counters: no \"]\" (iptables: \"need ]\"); write [PACKETS:BYTES] before the rule", 0)
+    p = 1
+    while p < n and raw[p] == ":":
+        p += 1
+    if p >= n:
+        raise err("bad counters: expected [PACKETS:BYTES] before the rule (iptables: \"need :\")", 0)
+    cuts = []
+    q = raw.find(":", p)
+    if q < 0:
+        raise err("bad counters: expected [PACKETS:BYTES] before the rule (iptables: \"need ]\")", 0)
+    pcnt = raw[p:q]
+    cuts.append(q)
+    p2 = q + 1
+    while p2 < n and raw[p2] == "]":
+        p2 += 1
+    if p2 >= n:
+        raise err("bad counters: expected [PACKETS:BYTES] before the rule (iptables: \"need ]\")", 0)
+    q2 = raw.find("]", p2)
+    bcnt = raw[p2:] if q2 < 0 else raw[p2:q2]
+    if q2 >= 0:
+        cuts.append(q2)
+    start = close + 1
+    end = min([c for c in cuts if c >= start], default=n)
+    if end < n:
+        st.warn(ln, f"the counters cut the rule at column {end + 1}, as iptables-restore cuts it")
+    if pcnt.isdigit() and bcnt.isdigit():
+        return (int(pcnt), int(bcnt)), raw[start:end]
+    st.warn(ln, f"counters [{pcnt[:20]}:{bcnt[:20]}] are not numbers; iptables-restore ignores them "
+                "(it reads counters only with --counters)")
+    return None, raw[start:end]
+
+
+def _find_command(st, words, err):
+    """The line's command when it is not the first word (getopt lets options come first):
+    (the words with the command and its arguments moved to the front, the command letter)."""
+    w0 = words[0]
+    if w0 == "COMMIT":
+        raise err("COMMIT must be alone on its line, with nothing before or after it (iptables-restore "
+                  "reads this line as a rule)", 0)
+    if w0.startswith("*"):
+        cur = st.cur
+        raise err(f"table {cur.name!r} (line {cur.line}) has no COMMIT before the next table (end each table "
+                  "with a line COMMIT)", 0)
+    if w0[0] in "#:[":
+        raise err(f"{w0[:20]!r} must start in the first column: iptables-restore does not skip blanks at "
+                  "the start of a line", 0)
+    found: list = []
+    cur = st.cur
+    try:
+        parse_rule(words, cur.name, None, st.family, chains=cur.chains, unsupported=st.unsupported,
+                   scan=found)
+    except _RuleError as e:
+        if not found:
+            raise err(e.message if w0.startswith("-") else f"bad argument {w0!r}: a line in a table starts "
+                      "with a command (-A, -I, -D, -R, -N, -X, -F, -Z, -P, -E), or is :CHAIN or COMMIT",
+                      e.pos if w0.startswith("-") else 0) from None
+    if not found:
+        if not w0.startswith("-"):
+            raise err(f"bad argument {w0!r}: a line in a table starts with a command (-A, -I, -D, -R, -N, -X, "
+                      "-F, -Z, -P, -E), or is :CHAIN or COMMIT", 0)
+        raise err("no command in this line (iptables: \"no command specified\"): start it with -A CHAIN, "
+                  "-I CHAIN, ...", 0)
+    c = found[0]
+    moved = words[c.start:c.end] + words[:c.start] + words[c.end:]
+    return moved, c.letter
 
 
 # iptables-restore builds an argv of at most 255 entries (its own name, "-t", the table, then the
@@ -645,19 +1027,12 @@ MAX_WORD = 1023
 
 def _check_limits(words, err):
     if len(words) > MAX_WORDS:
-        raise err(f"{len(words)} words on one line: iptables-restore handles at most {MAX_WORDS} "
+        raise err(f"{len(words):,} words on one line: iptables-restore handles at most {MAX_WORDS} "
                   "(\"Parser cannot handle more arguments\"); split the rule", 0)
     for i, w in enumerate(words):
         if len(w) > MAX_WORD:
             raise err(f"a word of {len(w):,} characters: iptables-restore refuses words longer than "
                       f"{MAX_WORD} characters (\"Parameter too long!\")", i)
-
-
-def _check_chain_name(name, err):
-    if len(name) > MAX_CHAIN_NAME:
-        raise err(f"chain name {name!r} is longer than {MAX_CHAIN_NAME} characters", 1)
-    if name.startswith(("-", "!")) or name in TARGETS or name in ("", "RETURN"):
-        raise err(f"invalid chain name {name!r}", 1)
 
 
 def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, warnings, err, cache):
@@ -697,23 +1072,35 @@ def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, wa
             raise err(f"{words[0]} takes one rule, but the address lists make {len(rs)}", start)
         return rs[0]
 
+    def rulenum(pos, what):
+        text = words[pos]
+        if not text.isdigit() or int(text) < 1:
+            raise err(f"invalid rule number {text!r} for {words[0]}: rule numbers start at 1", pos)
+        return int(text)
+
+    def no_more(pos, allowed=()):
+        for k in range(pos, len(words)):
+            if words[k] not in allowed:
+                raise err(f"bad argument {words[k]!r} after {words[0]} {' '.join(words[1:k])}".rstrip(), k)
+
     if cmd == "A":
         c = need_chain()
         chains[c].extend(rules_from(2, c))
     elif cmd == "I":
         c = need_chain()
         pos, start = 1, 2
-        if len(words) > 2 and words[2].isdigit():
-            pos, start = int(words[2]), 3
-            if not 1 <= pos <= len(chains[c]) + 1:
+        if _xs_has_arg(words, 2):
+            pos, start = rulenum(2, "-I"), 3
+            if pos > len(chains[c]) + 1:
                 raise err(f"index of insertion {pos} is too big (chain {c} has {len(chains[c])} rules)", 2)
         for r in rules_from(start, c):          # each goes to the same place in turn
             chains[c].insert(pos - 1, r)
     elif cmd == "D":
         c = need_chain()
-        if len(words) == 3 and words[2].isdigit():
-            k = int(words[2])
-            if not 1 <= k <= len(chains[c]):
+        if _xs_has_arg(words, 2):
+            k = rulenum(2, "-D")
+            no_more(3, ("-v", "--verbose"))
+            if k > len(chains[c]):
                 raise err(f"index of deletion {k} is too big (chain {c} has {len(chains[c])} rules)", 2)
             del chains[c][k - 1]
         else:
@@ -723,28 +1110,50 @@ def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, wa
                     del chains[c][k]
                     break
             else:
-                raise err(f"no such rule in chain {c} to delete", 2)
+                raise err(f"no such rule in chain {c} to delete (iptables: \"Bad rule (does a matching rule "
+                          "exist in that chain?)\")", 2)
+    elif cmd == "C":
+        c = need_chain()
+        r = rule_from(2, c)
+        if r not in chains[c]:
+            raise err(f"-C: no such rule in chain {c} (iptables: \"Bad rule (does a matching rule exist in "
+                      "that chain?)\")", 2)
     elif cmd == "R":
         c = need_chain()
-        if len(words) < 3 or not words[2].isdigit():
-            raise err("-R needs a chain and a rule number", 0)
-        k = int(words[2])
-        if not 1 <= k <= len(chains[c]):
+        if not _xs_has_arg(words, 2):
+            raise err("-R needs a chain and a rule number (-R CHAIN N RULE)", 0)
+        k = rulenum(2, "-R")
+        if k > len(chains[c]):
             raise err(f"index of replacement {k} is too big (chain {c} has {len(chains[c])} rules)", 2)
         chains[c][k - 1] = rule_from(3, c)
     elif cmd == "N":
-        if len(words) != 2:
-            raise err("-N needs exactly one chain name", 0)
-        _check_chain_name(words[1], err)
+        if len(words) < 2:
+            raise err("-N needs a chain name", 0)
+        no_more(2)
+        _check_new_chain(words[1], err, 1)
         if words[1] in chains:
             raise err(f"chain {words[1]!r} already exists", 1)
         chains[words[1]] = []
         cur.policies[words[1]] = None
+    elif cmd in "LS":
+        pos = 1
+        if _xs_has_arg(words, 1):
+            need_chain()
+            pos = 2
+            if _xs_has_arg(words, 2):
+                rulenum(2, words[0])
+                pos = 3
+        no_more(pos, ("-v", "--verbose", "-n", "--numeric", "-x", "--exact", "--line-numbers"))
     elif cmd == "F":
-        for c in ([need_chain()] if len(words) > 1 else list(chains)):
+        named = _xs_has_arg(words, 1)
+        targets = [need_chain()] if named else list(chains)
+        no_more(2 if named else 1, ("-v", "--verbose"))
+        for c in targets:
             chains[c].clear()
     elif cmd == "X":
-        targets = [need_chain()] if len(words) > 1 else [c for c in chains if c not in TABLE_CHAINS[cur.name]]
+        named = _xs_has_arg(words, 1)
+        targets = [need_chain()] if named else [c for c in chains if c not in TABLE_CHAINS[cur.name]]
+        no_more(2 if named else 1, ("-v", "--verbose"))
         for c in targets:
             if c in TABLE_CHAINS[cur.name]:
                 raise err(f"cannot delete built-in chain {c}", 1)
@@ -752,26 +1161,34 @@ def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, wa
             if users:
                 raise err(f"cannot delete chain {c}: rule in chain {users[0][0]} (line {users[0][1]}) "
                           "still jumps to it", 1)
-            if chains[c] and len(words) > 1:
+            if chains[c] and named:
                 raise err(f"cannot delete chain {c}: it is not empty (flush it with -F first)", 1)
         for c in targets:
             del chains[c]
             del cur.policies[c]
     elif cmd == "Z":
-        pass
+        if _xs_has_arg(words, 1):
+            need_chain()
+            if _xs_has_arg(words, 2):
+                raise err("-Z with a rule number: iptables-nft refuses it (zero the whole chain)", 2)
+            no_more(2, ("-v", "--verbose"))
+        else:
+            no_more(1, ("-v", "--verbose"))
     elif cmd == "P":
         c = need_chain()
         if c not in TABLE_CHAINS[cur.name]:
             raise err(f"only built-in chains have a policy ({c} is a user chain)", 1)
-        if len(words) != 3 or words[2] not in ("ACCEPT", "DROP"):
+        if not _xs_has_arg(words, 2) or words[2] not in ("ACCEPT", "DROP"):
             raise err("-P needs a chain and ACCEPT or DROP", 0)
+        no_more(3)
         cur.policies[c] = words[2]
     elif cmd == "E":
         c = need_chain()
-        if len(words) != 3:
+        if not _xs_has_arg(words, 2):
             raise err("-E needs the old and the new chain name", 0)
+        no_more(3)
         new = words[2]
-        _check_chain_name(new, err)
+        _check_new_chain(new, err, 2)
         if new in chains:
             raise err(f"chain {new!r} already exists", 2)
         cur.chains = {(new if k == c else k): v for k, v in chains.items()}
@@ -780,6 +1197,17 @@ def _command(cur, cmd, words, raw, ln, source, family, unsupported, counters, wa
             for n, r in enumerate(rs):
                 if r.jump == c:
                     rs[n] = Rule(r.ip, r.matches, type(r.target)(new), line=r.line, counters=r.counters)
+
+
+def _check_new_chain(name, err, pos):
+    """A name `-N` or `-E` may give a chain (iptables' own checks)."""
+    if len(name) > MAX_CHAIN_NAME:
+        raise err(f"chain name {name!r} is longer than {MAX_CHAIN_NAME} characters", pos)
+    if name.startswith(("-", "!")):
+        raise err(f"invalid chain name {name!r}: a chain name may not start with {name[0]!r}", pos)
+    if name in VERDICT_NAMES or name in TARGETS or name in XTABLES_TARGETS:
+        raise err(f"invalid chain name {name!r}: it is the name of a target (iptables: \"chain name may not "
+                  "clash with target name\")", pos)
 
 
 def _finish_table(cur: _TableBuilder, source, family) -> Table:
@@ -827,9 +1255,11 @@ def validate_table(table: Table, source: str | None = None) -> None:
     for b in bases:
         if height[b] >= JUMP_STACK_SIZE:
             path = _longest_path(table, b, height)
-            rule = _jump_rule(table, path[-2], path[-1])
+            # the rule whose jump goes past the limit (the line the kernel names first)
+            rule = _jump_rule(table, path[JUMP_STACK_SIZE - 1], path[JUMP_STACK_SIZE])
+            shown = path if len(path) <= 20 else path[:8] + ["..."] + path[-3:]
             fail(f"jumps nest {len(path) - 1} deep from built-in chain {b} (the kernel allows "
-                 f"{JUMP_STACK_SIZE - 1}): {' -> '.join(path)}", rule)
+                 f"{JUMP_STACK_SIZE - 1}): {' -> '.join(shown)}", rule)
     if not limited:
         return
     hooks_of = _hooks_reaching(table, bases)
@@ -945,15 +1375,42 @@ def save(ruleset: Ruleset, *, counters: bool = False) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+#: The largest rules file `load` reads. kplab parses a file in memory and needs about ten times
+#: its size; the iptables-save dump of a 10,000-Service cluster is a few tens of MB.
+MAX_FILE_BYTES = 128 * 2**20
+
+
 def load(path: str, **kw) -> Ruleset:
-    """Read and parse a rules file (see `parse`)."""
+    """Read and parse a rules file (see `parse`). A file larger than MAX_FILE_BYTES is
+    refused before it is read (a device or a pipe is read up to that size only)."""
     from ..errors import KplabError
+    limit = MAX_FILE_BYTES
     try:
-        # newline="": keep a CRLF file's carriage returns, which iptables-restore refuses
-        with open(path, encoding="utf-8", newline="") as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise ParseError(f"not UTF-8 text (byte {e.start}): is this an iptables-save file?", file=path) from None
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size > limit:
+                raise ParseError(_too_large(st.st_size), file=path)
+            data = f.read(limit + 1)
+            if len(data) > limit:
+                raise ParseError(_too_large(None), file=path)
+    except IsADirectoryError:
+        raise KplabError(f"{path}: is a directory, not a rules file (give the iptables-save file in it)") from None
     except OSError as e:
-        raise KplabError(f"{path}: {e.strerror}") from None
+        raise KplabError(f"{path}: cannot read it: {e.strerror}") from None
+    try:
+        # decoded whole, without newline translation: a CRLF file keeps its carriage
+        # returns, which iptables-restore refuses
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - data.rfind(b"\n", 0, e.start)
+        raise ParseError(f"not UTF-8 text (byte 0x{data[e.start]:02x}, column {column}): iptables-save writes UTF-8 "
+                         "text; is this the right file? (re-save it as UTF-8)", file=path, line=line) from None
     return parse(text, source=path, **kw)
+
+
+def _too_large(size) -> str:
+    what = f"{size:,} bytes" if size is not None else "more than that"
+    return (f"the file is {what}: kplab reads rules files of at most {MAX_FILE_BYTES // 2**20} MiB (it parses "
+            "them in memory, about ten times their size; a kube-proxy dump of 10,000 Services is a few tens of "
+            "MB): is it the right file? If so, load one table at a time")

@@ -7,6 +7,7 @@ the kernel behaviour where it surprises.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -664,6 +665,27 @@ class Nfacct(Match):
 # ==========================================================================
 # statistic
 
+_STRTOD = re.compile(r"[ \t\n\v\f\r]*([+-]?)(?:(inf(?:inity)?)|(nan(?:\([0-9a-z_]*\))?)"
+                     r"|(0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?\d+)?)"
+                     r"|((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?))\Z", re.IGNORECASE)
+
+
+def strtod(text: str):
+    """`text` as C's strtod() reads a whole argument (what xtables' double options
+    use): leading blanks, decimal or hex, inf and nan allowed; None if it is not one."""
+    m = _STRTOD.match(text)
+    if m is None:
+        return None
+    sign, inf, nan, hexa, dec = m.groups()
+    if inf:
+        return float(sign + "inf")
+    if nan:
+        return float("nan")
+    if hexa:
+        return float.fromhex(sign + hexa)
+    return float(sign + dec)
+
+
 @register
 @dataclass(frozen=True)
 class Statistic(Match):
@@ -697,13 +719,13 @@ class Statistic(Match):
                 raise OptionError("statistic: --probability must be specified when using random mode")
             if "every" in o or "packet" in o:
                 raise OptionError("statistic: --every and --packet go with --mode nth")
-            try:
-                p = float(o["probability"].value)
-            except ValueError:
-                p = -1.0
-            if not 0.0 <= p <= 1.0:
-                raise OptionError("statistic: bad value for option \"--probability\", or out of range (0-1)")
-            return cls("random", stored=int(p * 0x80000000 + 0.5), invert=o["probability"].invert)
+            p = strtod(o["probability"].value)
+            if p is None or p < 0.0 or p > 1.0:        # as iptables: NaN passes both tests
+                raise OptionError(f"statistic: --probability must be a number from 0 to 1, not "
+                                  f"{o['probability'].value!r}")
+            # lround(p * 2^31); lround(NaN) is LONG_MIN on x86-64, kept as 0 in the 32-bit field
+            stored = 0 if p != p else int(p * 0x80000000 + 0.5)
+            return cls("random", stored=stored, invert=o["probability"].invert)
         if mode == "nth":
             if "probability" in o:
                 raise OptionError("statistic: --probability goes with --mode random")
@@ -760,14 +782,37 @@ ADDR_TYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST",
               "UNREACHABLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE")
 
 
-def _types(text: str) -> int:
+def _prefix_list(text: str, names, what: str, first=()) -> int:
+    """A comma list of names as libxt_conntrack and libxt_addrtype read it: each item is a
+    case-insensitive prefix of a name (strncasecmp over the item's length), the first name
+    in the kernel's order wins ("E" is ESTABLISHED, "N" NEW); an empty item is refused.
+    `first` are names tried before `names` that set no bit (NONE for --ctstatus).
+    Returns the bits (1 << index in `names`)."""
     bits = 0
-    for word in text.split(","):
-        w = word.upper()
-        if w not in ADDR_TYPES:
-            raise OptionError(f"addrtype: bad type \"{word}\"")
-        bits |= 1 << ADDR_TYPES.index(w)
+    for item in text.split(","):
+        want = item.upper()
+        if not want:
+            raise OptionError(f"{what} \"{item}\": an empty item in the list")
+        if any(n.startswith(want) for n in first):
+            continue
+        for bit, name in _order(names):
+            if name.startswith(want):
+                bits |= 1 << bit
+                break
+        else:
+            raise OptionError(f"{what} \"{item}\"")
     return bits
+
+
+def _order(names, _cache={}):
+    key = tuple(names)
+    if key not in _cache:
+        _cache[key] = [(names.index(n), n) for n in _KERNEL_ORDER.get(key, key)]
+    return _cache[key]
+
+
+def _types(text: str) -> int:
+    return _prefix_list(text, ADDR_TYPES, "addrtype: bad type")
 
 
 def _types_text(bits: int) -> str:
@@ -853,16 +898,14 @@ CT_STATES = ("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "D
 CT_STATUS = ("EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED")
 
 
+#: The order in which libxt_conntrack tries the names (the first one a prefix fits wins).
+_KERNEL_ORDER = {
+    CT_STATES: ("INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED", "SNAT", "DNAT"),
+}
+
+
 def _state_bits(text: str, names, what: str) -> int:
-    bits = 0
-    for word in text.split(","):
-        w = word.upper()
-        if w == "NONE" and what == "ctstatus":
-            continue
-        if w not in names:
-            raise OptionError(f"conntrack: bad {what} \"{word}\"")
-        bits |= 1 << names.index(w)
-    return bits
+    return _prefix_list(text, names, f"conntrack: bad {what}", first=("NONE",) if what == "ctstatus" else ())
 
 
 @register
@@ -1024,9 +1067,14 @@ class Recent(Match):
             elif o.name in ("reap", "rttl"):
                 kw[o.name] = True
             elif o.name == "name":
-                if not o.value or len(o.value) > 199:
-                    raise OptionError("recent: --name must be 1 to 199 characters")
-                kw["list_name"] = o.value
+                name = o.value[:199]                   # iptables keeps 199 characters
+                if not name:
+                    raise OptionError("recent: --name must not be empty")
+                if "/" in name or name in (".", ".."):
+                    # xt_recent names a file after the list (/proc/net/xt_recent/NAME)
+                    raise OptionError(f"recent: --name {name!r} is not a valid file name (no \"/\", not . or ..): "
+                                      "the kernel refuses it (Invalid argument)")
+                kw["list_name"] = name
             elif o.name == "mask":
                 m = parse_addr_mask(o.value, ctx.family)
                 kw["mask"] = AddrMask(ctx.family, m.addr, m.addr)

@@ -88,17 +88,19 @@ class Goto(Target):
 # --------------------------------------------------------------------------
 # REJECT
 
+#: REJECT's types with their aliases, in the order libipt_REJECT / libip6t_REJECT try them:
+#: a case-insensitive prefix of a name or an alias picks the first entry it fits
+#: ("icmp-p" is icmp-proto-unreachable, "port" port-unreachable).
 REJECT_TYPES_V4 = {
     "icmp-net-unreachable": ("net-unreach",), "icmp-host-unreachable": ("host-unreach",),
-    "icmp-port-unreachable": ("port-unreach",), "icmp-proto-unreachable": ("proto-unreach",),
+    "icmp-proto-unreachable": ("proto-unreach",), "icmp-port-unreachable": ("port-unreach",),
     "icmp-net-prohibited": ("net-prohib",), "icmp-host-prohibited": ("host-prohib",),
-    "icmp-admin-prohibited": ("admin-prohib",), "tcp-reset": ("tcp-rst",),
+    "tcp-reset": ("tcp-rst",), "icmp-admin-prohibited": ("admin-prohib",),
 }
 REJECT_TYPES_V6 = {
     "icmp6-no-route": ("no-route",), "icmp6-adm-prohibited": ("adm-prohibited",),
     "icmp6-addr-unreachable": ("addr-unreach",), "icmp6-port-unreachable": ("port-unreach",),
-    "icmp6-policy-fail": ("policy-fail",), "icmp6-reject-route": ("reject-route",),
-    "tcp-reset": ("tcp-rst",),
+    "tcp-reset": ("tcp-rst",), "icmp6-policy-fail": ("policy-fail",), "icmp6-reject-route": ("reject-route",),
 }
 
 
@@ -116,11 +118,11 @@ class Reject(Target):
         table = REJECT_TYPES_V4 if ctx.family == 4 else REJECT_TYPES_V6
         if not opts:
             return cls("icmp-port-unreachable" if ctx.family == 4 else "icmp6-port-unreachable")
-        want = opts[-1].value
+        want = opts[-1].value.lower()
         for full, aliases in table.items():
-            if want == full or want in aliases:
+            if full.startswith(want) or any(a.startswith(want) for a in aliases):
                 return cls(full)
-        raise OptionError(f"REJECT: unknown reject type {want!r}")
+        raise OptionError(f"REJECT: unknown reject type {opts[-1].value!r} (one of {', '.join(table)})")
 
     def check(self, ctx):
         if self.reject_with == "tcp-reset" and ctx.proto_name() != "tcp":
@@ -190,7 +192,7 @@ def parse_nat_range(text: str, family: int, what: str) -> NatRange:
                 kw["min_port"] = parse_port(lo)
                 kw["max_port"] = parse_port(hi) if dash else kw["min_port"]
         except OptionError:
-            raise OptionError(f"{what}: port {ports!r} not valid") from None
+            raise OptionError(f"{what}: port {ports!r} not valid (a port is a number from 0 to 65535)") from None
         if kw["min_port"] > kw["max_port"]:
             raise OptionError(f"{what}: invalid port range {port_text!r} (low > high)")
         if slash:

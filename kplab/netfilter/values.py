@@ -8,6 +8,7 @@ the rule parser adds the file and line. Each value prints itself in the form
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -99,6 +100,112 @@ def _fast_v4(text: str):
     return AddrMask(4, v & mask, mask)
 
 
+_UINT = re.compile(r"[ \t\n\v\f\r]*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
+
+
+def strtoui(text: str, limit: int | None = None) -> int | None:
+    """`text` as xtables_strtoui(..., base 0) reads a whole argument: leading blanks and a
+    "+" allowed, 0x for hex, a leading 0 for octal ("010" is 8, "08" is refused); None if it
+    is not such a number or is above `limit`."""
+    m = _UINT.match(text)
+    if m is None:
+        return None
+    g = m.group(1)
+    v = int(g[2:], 16) if g[1:2] in ("x", "X") else int(g, 8) if g[0] == "0" else int(g)
+    return v if limit is None or v <= limit else None
+
+
+def _numeric_v4(text: str, is_mask: bool = False) -> int | None:
+    """libxtables' __numeric_to_ipaddr(): at most 19 characters are read, each byte is a
+    base-0 number up to 255, and an address of fewer than four parts is completed with
+    zero bytes ("10.244" is 10.244.0.0) -- not a mask."""
+    p = text[:19]
+    out = []
+    for _ in range(3):
+        dot = p.find(".")
+        if dot < 0:
+            if is_mask:
+                return None
+            b = strtoui(p, 255)
+            if b is None:
+                return None
+            out.append(b)
+            out += [0] * (4 - len(out))
+            return (out[0] << 24) | (out[1] << 16) | (out[2] << 8) | out[3]
+        b = strtoui(p[:dot], 255)
+        if b is None:
+            return None
+        out.append(b)
+        p = p[dot + 1:]
+    b = strtoui(p, 255)
+    if b is None:
+        return None
+    return (out[0] << 24) | (out[1] << 16) | (out[2] << 8) | b
+
+
+_ATON_PART = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*")
+
+
+def _inet_aton(text: str) -> int | None:
+    """glibc's inet_aton (exact, as getaddrinfo uses it for a host name that is a number):
+    `a`, `a.b`, `a.b.c` or `a.b.c.d`, each part decimal, 0x hex or 0 octal, the last one
+    filling the bytes left ("167772161" and "10.1.257" are addresses)."""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    vals = []
+    for part in parts:
+        m = _ATON_PART.fullmatch(part)
+        if m is None or part in ("0x", "0X"):
+            return None
+        vals.append(int(part[2:], 16) if part[1:2] in ("x", "X") else int(part, 8) if part[0] == "0" else int(part))
+    *head, last = vals
+    if any(v > 255 for v in head) or last >= 1 << (8 * (4 - len(head))):
+        return None
+    v = 0
+    for h in head:
+        v = (v << 8) | h
+    return (v << (8 * (4 - len(head)))) | last
+
+
+def _v4_addr_mask(text: str) -> AddrMask:
+    """`-s`/`-d` in an IPv4 rule as xtables_ipparse_multiple reads one address: the mask
+    first (a dotted mask or a base-0 prefix length; /0 makes the address text irrelevant,
+    as in "any/0"), then the address: iptables' numeric form, then what the resolver reads
+    as a number. Host and network names are refused: kplab does not resolve names."""
+    addr_text, slash, mask_text = text.partition("/")
+    if slash:
+        mask = _numeric_v4(mask_text, is_mask=True)
+        if mask is None:
+            bits = strtoui(mask_text, 32)
+            if bits is None:
+                raise OptionError(f"invalid mask {'/' + mask_text!r}"
+                                  + (" (at most /32)" if strtoui(mask_text) is not None else
+                                     " (write /N with N from 0 to 32, or a dotted mask such as /255.255.0.0)"))
+            mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF if bits else 0
+    else:
+        mask = 0xFFFFFFFF
+    if mask == 0:
+        return AddrMask(4, 0, 0)
+    if not addr_text:
+        raise OptionError("empty address")
+    a = _numeric_v4(addr_text)
+    if a is None:
+        a = _inet_aton(addr_text)
+    if a is None:
+        if ":" in addr_text:
+            try:
+                if ipaddress.ip_address(addr_text).version == 6:
+                    raise OptionError(f"{addr_text!r} is an IPv6 address in an IPv4 rule")
+            except ValueError:
+                pass
+        raise OptionError(f"{addr_text!r} is not an IPv4 address"
+                          + (" (host names are not resolved; write the address)"
+                             if any(c.isalpha() for c in addr_text) else
+                             " (write four numbers from 0 to 255, a.b.c.d, and /N for a network)"))
+    return AddrMask(4, a & mask, mask)
+
+
 @lru_cache(maxsize=65536)
 def parse_addr_mask(text: str, family: int = 4) -> AddrMask:
     """`ADDRESS[/PREFIX|/DOTTED-MASK]`, the syntax of `-s`, `-d` and `--ctorigsrc`.
@@ -110,6 +217,7 @@ def parse_addr_mask(text: str, family: int = 4) -> AddrMask:
         fast = _fast_v4(text)
         if fast is not None:
             return fast
+        return _v4_addr_mask(text)
     if not text:
         raise OptionError("empty address")
     addr_text, _, mask_text = text.partition("/")
@@ -173,8 +281,8 @@ def parse_port(text: str, wrap: bool = False) -> int:
     `wrap`: iptables 1.8.9's udp match keeps only the low 16 bits of a
     larger number (`--dport 70000` loads as 4464); everything else refuses it.
     """
-    if text.isdigit():
-        n = int(text)
+    n = strtoui(text)
+    if n is not None:
         if n > 65535:
             if wrap and n < 1 << 32:
                 return n & 0xFFFF
@@ -182,7 +290,8 @@ def parse_port(text: str, wrap: bool = False) -> int:
         return n
     if text in SERVICES:
         return SERVICES[text]
-    raise OptionError(f"invalid port/service {text!r}")
+    raise OptionError(f"invalid port/service {text!r} (a port is a number from 0 to 65535, or a service name "
+                      "such as http)")
 
 
 def parse_port_range(text: str, sep: str = ":", allow_reversed: bool = False,
@@ -193,7 +302,7 @@ def parse_port_range(text: str, sep: str = ":", allow_reversed: bool = False,
         lo = parse_port(lo_text, wrap) if lo_text else 0
         hi = parse_port(hi_text, wrap) if hi_text else 65535
         if lo > hi and not allow_reversed:
-            raise OptionError(f"invalid port range {text!r} (low > high)")
+            raise OptionError(f"invalid port range {text!r} (low > high: write the lower port first)")
         return lo, hi
     p = parse_port(text, wrap)
     return p, p
@@ -225,18 +334,9 @@ def proto_text(num: int) -> str:
 
 def parse_uint(text: str, bits: int = 32, what: str = "value") -> int:
     """An unsigned integer in decimal, hex (0x) or octal (0), as strtoul reads it."""
-    t = text.strip()
-    try:
-        if t.lower().startswith("0x"):
-            n = int(t[2:], 16)
-        elif len(t) > 1 and t.startswith("0") and t.isdigit():
-            n = int(t, 8)
-        elif t.isdigit():
-            n = int(t)
-        else:
-            raise ValueError
-    except ValueError:
-        raise OptionError(f"{what} {text!r} is not a number") from None
+    n = strtoui(text)
+    if n is None:
+        raise OptionError(f"{what} {text!r} is not a number")
     if n >= 1 << bits:
         raise OptionError(f"{what} {text} is out of range (at most {(1 << bits) - 1})")
     return n
