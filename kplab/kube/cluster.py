@@ -520,14 +520,16 @@ class Cluster:
             raise where.error("spec.clusterIP", f"{svc.cluster_ip!r} is not an IP address") from None
         net = self._service_cidr
         if ip.version != net.version or ip not in net:
-            raise where.error("spec.clusterIP", f"{ip} is outside the Service CIDR {net}")
+            raise where.error("spec.clusterIP", f"{ip} is outside the Service CIDR {net}",
+                              hint="pick an address in it, or leave clusterIP out to have one allocated")
         if ip in (net.network_address, net.broadcast_address):
             raise where.error("spec.clusterIP", f"{ip} is the {'network' if ip == net.network_address else 'broadcast'}"
                               f" address of the Service CIDR {net}")
         if str(ip) in used_ips:
             other = used_ips[str(ip)]
             raise where.error("spec.clusterIP", f"{ip} is already the ClusterIP of Service {other}"
-                              + self._place_of("Service", other))
+                              + self._place_of("Service", other),
+                              hint="give each Service its own, or leave clusterIP out to have one allocated")
 
     def _check_node_ports(self, svc: Service, where: Origin, used_ports: dict):
         low, high = self._node_port_range
@@ -537,11 +539,13 @@ class Cluster:
             given.append(("spec.healthCheckNodePort", svc.health_check_node_port, "health check"))
         for path, port, proto in given:
             if not low <= port <= high:
-                raise where.error(path, f"{port} is outside the NodePort range {low}-{high}")
+                raise where.error(path, f"{port} is outside the NodePort range {low}-{high}",
+                                  hint="pick a port in the range, or leave nodePort out to have one allocated")
             owner, protos = used_ports.get(port, (svc.key, set()))
             if owner != svc.key:
                 raise where.error(path, f"{port} is already a node port of Service {owner}"
-                                  + self._place_of("Service", owner))
+                                  + self._place_of("Service", owner),
+                                  hint="give each Service its own, or leave nodePort out to have one allocated")
             if proto in protos or (protos and "health check" in protos | {proto}):
                 raise where.error(path, f"{port} is given twice in this Service")
             used_ports.setdefault(port, (svc.key, set()))[1].add(proto)
@@ -700,7 +704,8 @@ class Cluster:
                 self._ipam[node.name] = offset
                 used.add(ip)
                 return ip
-        raise ClusterError(f"the Pod CIDR {net} of node {node.name} has no free address")
+        raise ClusterError(f"the Pod CIDR {net} of node {node.name} has no free address for another Pod "
+                           f"({span} addresses): lower the Deployments' replicas, or add nodes")
 
     # Deployments ---------------------------------------------------------------
 
@@ -801,7 +806,8 @@ class Cluster:
                 raise where.error(
                     f"spec.ports[{i}].targetPort",
                     f"no container port named \"{sp.target_port}\" ({sp.protocol}) in the Pods the selector "
-                    f"{_selector_text(svc.selector)} selects (they declare: {', '.join(declared) or 'no ports'})")
+                    f"{_selector_text(svc.selector)} selects (they declare: {', '.join(declared) or 'no ports'})",
+                    hint="name one of the ports the containers declare, or give the port number")
         publish = self._options.get(("Service", svc.key), {}).get("publish_not_ready", False)
         groups = {}
         for p in selected:

@@ -20,25 +20,29 @@ Namespace                accepted and ignored
 
 Any other kind is skipped with a warning. Values are checked the way the API
 server would check them, and a bad one raises `ManifestError` naming the file,
-the document (1-based), the object and the field::
+the line, the document (1-based), the object and the field::
 
-    backend.yaml: document 2 (Service default/backend): spec.ports[0].port: expected a number, got "eighty"
+    backend.yaml:15: document 2 (Service default/backend): spec.ports[0].port: expected a number, got "eighty"
 
 Cluster-wide checks (a ClusterIP outside the Service CIDR, the same ClusterIP
 twice, a named targetPort no selected Pod declares) need the whole cluster and
 are made by `kplab.kube.cluster.Cluster`, with the same kind of message.
 
-PyYAML is imported only when YAML is read, and only `yaml.safe_load_all` is used.
+PyYAML is imported only when YAML is read, and only its safe loader is used
+(`yaml.SafeLoader`, as `yaml.safe_load_all` uses it, keeping each document's nodes for
+line numbers): plain data, never Python objects. Errors name the line of the field
+they are about: `FILE:LINE: document N (Kind ns/name): field: what is wrong`.
 """
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
 import json
+import os
 import re
 from dataclasses import dataclass, field
 
-from ..errors import KplabError, with_caret
+from ..errors import KplabError, printable, with_caret
 from .objects import (PROTOCOLS, ContainerPort, Deployment, Endpoint, EndpointConditions, EndpointPort,
                       EndpointSlice, LoadBalancerIngress, Node, Pod, ProxyConfig, Service, ServicePort)
 
@@ -51,6 +55,8 @@ DETECT_LOCAL_MODES = ("ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNa
 ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
 DEFAULT_AFFINITY_TIMEOUT = 10800          # what the API server fills in for ClientIP
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+#: The largest YAML file `load` reads (whole, in memory; PyYAML needs many times the file's size).
+MAX_FILE_BYTES = 64 * 2**20
 
 #: The apiVersion each kind is served under today; another one gets a warning.
 API_VERSIONS = {"Deployment": "apps/v1", "Pod": "v1", "Service": "v1", "Node": "v1", "Namespace": "v1",
@@ -69,11 +75,12 @@ _IANA_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*(?<!-)$")   
 class ManifestError(KplabError, ValueError):
     """A Kubernetes object that kplab cannot read, or a cluster that does not add up.
 
-    `str()` is one line: `FILE: document N (Kind ns/name): field.path: what is wrong`,
-    or `FILE:LINE: not YAML: ...` for a YAML syntax error. The parts are also
-    attributes: `file`, `document` (1-based), `object` ("Service default/backend"),
-    `field` ("spec.ports[0].port"), and for YAML errors `line`, `text` (the
-    offending line) and `column` (0-based), which `pretty()` underlines.
+    `str()` is one line: `FILE:LINE: document N (Kind ns/name): field.path: what is wrong`
+    (LINE is the field's, or the nearest line of the object that is there; objects made
+    in code have neither file nor line), or `FILE:LINE: not YAML: ...` for a YAML syntax
+    error. The parts are also attributes: `file`, `line`, `document` (1-based), `object`
+    ("Service default/backend"), `field` ("spec.ports[0].port"), and for YAML syntax
+    errors `text` (the offending line) and `column` (0-based), which `pretty()` underlines.
     """
 
     def __init__(self, message: str, *, file: str | None = None, document: int | None = None,
@@ -94,12 +101,16 @@ class ManifestError(KplabError, ValueError):
 
 @dataclass(frozen=True)
 class Origin:
-    """Where an object came from, for messages: `str()` is `FILE: document N (Kind ns/name)`."""
+    """Where an object came from, for messages: `str()` is `FILE: document N (Kind ns/name)`.
+
+    `node` is the object's YAML node (when it was read from YAML): errors then name the line
+    of the field they are about, `FILE:LINE: document N (Kind ns/name): field: problem`."""
 
     file: str | None
     document: int | None
     object: str
     item: str | None = None             # "items[3]" inside a List
+    node: object = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         if self.file is None and self.document is None:
@@ -116,10 +127,58 @@ class Origin:
             return None
         return f"{self.file}: document {self.document}" + (f", {self.item}" if self.item else "")
 
+    def line(self, path: str | None = None) -> int | None:
+        """The line of field `path` ("spec.ports[0].port") in the YAML, or of the nearest part
+        of it that is there (the object's first line at worst); None for objects made in code."""
+        return line_of(self.node, path)
+
+    def located(self, path: str | None = None) -> str:
+        """`FILE:LINE: document N (Kind ns/name)` (without the line when there is none)."""
+        line = self.line(path)
+        if line is None or self.file is None:
+            return str(self)
+        return f"{self.file}:{line}:{str(self)[len(self.file) + 1:]}"
+
     def error(self, path: str | None, problem: str, hint: str | None = None) -> ManifestError:
-        message = f"{self}: {path}: {problem}" if path else f"{self}: {problem}"
+        where = self.located(path)
+        message = f"{where}: {path}: {problem}" if path else f"{where}: {problem}"
         return ManifestError(message, file=self.file, document=self.document, object=self.object,
-                             field=path, hint=hint)
+                             field=path, hint=hint, line=self.line(path))
+
+
+_PATH_PART = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
+
+
+def line_of(node, path: str | None = None) -> int | None:
+    """The 1-based line of `path` below YAML `node`: each key's own line, each list item's line;
+    where the path leaves the YAML (a field that is missing), the last line found."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    pos = 0
+    while path and pos < len(path):
+        m = _PATH_PART.match(path, pos)
+        if m is None:
+            break
+        pos = m.end()
+        key, index, quoted = m.groups()
+        if quoted is not None:
+            key = json.loads(quoted)
+        nxt = None
+        if key is not None and getattr(node, "id", None) == "mapping":
+            for k, v in node.value:
+                if getattr(k, "value", None) == key:
+                    line, nxt = k.start_mark.line + 1, v
+                    break
+        elif index is not None and getattr(node, "id", None) == "sequence":
+            i = int(index)
+            if i < len(node.value):
+                nxt = node.value[i]
+                line = nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        node = nxt
+    return line
 
 
 def origin_of(kind: str, key: str, origins: dict | None) -> Origin:
@@ -171,12 +230,23 @@ def load(*paths: str) -> Manifests:
     parts = []
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except UnicodeDecodeError:
-            raise ManifestError(f"{path}: not YAML: the file is not UTF-8 text", file=str(path)) from None
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                data = f.read(MAX_FILE_BYTES + 1) if size <= MAX_FILE_BYTES else b""
+                if size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:
+                    what = f"{size:,} bytes" if size > MAX_FILE_BYTES else "more than that"
+                    raise ManifestError(f"{path}: the file is {what}: kplab reads YAML files of at most "
+                                        f"{MAX_FILE_BYTES // 2**20} MiB (whole, in memory); split it, or keep "
+                                        "the objects kube-proxy reads", file=str(path))
         except OSError as e:
             raise ManifestError(f"{path}: cannot read: {e.strerror}", file=str(path)) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            column = e.start - data.rfind(b"\n", 0, e.start)
+            raise ManifestError(f"{path}:{line}: not YAML: the file is not UTF-8 text (byte 0x{data[e.start]:02x}, "
+                                f"column {column}): save it as UTF-8", file=str(path), line=line) from None
         parts.append(loads(text, source=str(path)))
     return merge(*parts)
 
@@ -188,7 +258,10 @@ def loads(text: str, source: str = "<string>") -> Manifests:
     except ImportError:                                  # pragma: no cover - PyYAML is a dependency
         raise ManifestError("reading Kubernetes YAML needs PyYAML (pip install pyyaml)") from None
     try:
-        documents = list(yaml.safe_load_all(text))
+        documents = _read_yaml(yaml, text, source)
+    except RecursionError:
+        raise ManifestError(f"{source}: not YAML kplab can read: it nests lists and mappings too deeply "
+                            "(a Kubernetes object needs a few levels, not hundreds)", file=source) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or e.context or "cannot parse"
@@ -197,16 +270,65 @@ def loads(text: str, source: str = "<string>") -> Manifests:
             raise ManifestError(f"{source}: not YAML: {problem}", file=source) from None
         line = mark.line + 1
         bad = lines[mark.line] if mark.line < len(lines) else None
+        cm = e.context_mark
+        if e.problem and e.context and cm is not None and cm.line != mark.line:
+            problem += f" ({e.context} at line {cm.line + 1})"
+        if "'\\t'" in problem:
+            problem += ": YAML indents with spaces, not tabs"
+        elif "could not determine a constructor" in problem:
+            problem += ": kplab reads plain YAML data (mappings, lists, text, numbers) only"
         raise ManifestError(f"{source}:{line}: not YAML: {problem}", file=source, line=line,
                             text=bad, column=mark.column) from None
     except yaml.YAMLError as e:
         raise ManifestError(f"{source}: not YAML: {' '.join(str(e).split())}", file=source) from None
     reader = _Reader(source)
-    for number, document in enumerate(documents, 1):
+    for number, (node, document) in enumerate(documents, 1):
         if document is None:                             # an empty document (a trailing ---)
             continue
-        reader.document(document, number)
+        reader.document(document, number, node=node)
     return reader.result()
+
+
+def _read_yaml(yaml, text: str, source: str) -> list:
+    """[(node, value)] for each document, read as yaml.safe_load_all reads them (with
+    yaml.SafeLoader: plain data only, no Python objects) but keeping each document's node,
+    for line numbers. A key given twice in one mapping is refused: kubectl refuses duplicate
+    fields, and YAML would silently keep the last one."""
+    loader = yaml.SafeLoader(text)
+    out = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            _check_duplicates(node, source, len(out) + 1)
+            out.append((node, loader.construct_document(node)))
+    finally:
+        loader.dispose()
+    return out
+
+
+def _check_duplicates(root, source: str, number: int) -> None:
+    todo = [root] if root is not None else []
+    seen_nodes = set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen_nodes:                       # an alias: checked once
+            continue
+        seen_nodes.add(id(node))
+        if node.id == "mapping":
+            keys = {}
+            for k, v in node.value:
+                if k.id == "scalar" and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in keys:
+                        line = k.start_mark.line + 1
+                        raise ManifestError(
+                            f"{source}:{line}: document {number}: key {_show(k.value)} appears twice in the same "
+                            f"mapping (also on line {keys[k.value]}); kubectl refuses duplicate fields: keep one",
+                            file=source, document=number, line=line, field=k.value)
+                    keys[k.value] = k.start_mark.line + 1
+                todo.append(k)
+                todo.append(v)
+        elif node.id == "sequence":
+            todo.extend(node.value)
 
 
 def load_proxy_config(path: str) -> ProxyConfig:
@@ -384,6 +506,16 @@ class _Object:
 
 # --------------------------------------------------------------------------- the reader
 
+def _child(node, key):
+    """The value node of `key` in a mapping node, or None."""
+    if node is None or node.id != "mapping":
+        return None
+    for k, v in node.value:
+        if getattr(k, "value", None) == key:
+            return v
+    return None
+
+
 class _Reader:
     def __init__(self, source: str):
         self.source = source
@@ -397,48 +529,57 @@ class _Reader:
         return Manifests(services=tuple(self.found["Service"]), deployments=tuple(self.found["Deployment"]),
                          pods=tuple(self.found["Pod"]), slices=tuple(self.found["EndpointSlice"]),
                          nodes=tuple(self.found["Node"]), proxy_config=self.proxy,
-                         warnings=tuple(self.warnings), origins=self.origins, options=self.options)
+                         warnings=tuple(printable(w) for w in self.warnings), origins=self.origins,
+                         options=self.options)
 
-    def document(self, doc, number: int, item: str | None = None):
-        bare = Origin(self.source, number, "", item)
-        where = f"{self.source}: document {number}" + (f", {item}" if item else "")
+    def document(self, doc, number: int, item: str | None = None, node=None):
+        bare = Origin(self.source, number, "", item, node)
+
+        def where(path=None):
+            line = line_of(node, path)
+            return (f"{self.source}:{line}: document {number}" if line else
+                    f"{self.source}: document {number}") + (f", {item}" if item else "")
+
         if not isinstance(doc, dict):
-            raise ManifestError(f"{where}: expected a Kubernetes object (a mapping with apiVersion, kind and "
+            raise ManifestError(f"{where()}: expected a Kubernetes object (a mapping with apiVersion, kind and "
                                 f"metadata), got {_show(doc) if not isinstance(doc, str) else 'text'}",
                                 file=self.source, document=number)
         kind = doc.get("kind")
         if kind is None or kind == "":
-            raise ManifestError(f"{where}: kind: required (every Kubernetes object has apiVersion, kind "
+            raise ManifestError(f"{where()}: kind: required (every Kubernetes object has apiVersion, kind "
                                 "and metadata.name)", file=self.source, document=number, field="kind")
         if not isinstance(kind, str):
-            raise ManifestError(f"{where}: kind: expected a string, got {_show(kind)}", file=self.source,
+            raise ManifestError(f"{where('kind')}: kind: expected a string, got {_show(kind)}", file=self.source,
                                 document=number, field="kind")
         if kind == "List" or (kind.endswith("List") and "items" in doc):
             items = doc.get("items")
             if items is not None and not isinstance(items, list):
-                raise ManifestError(f"{where} ({kind}): items: expected a list, got {_show(items)}",
+                raise ManifestError(f"{where('items')} ({kind}): items: expected a list, got {_show(items)}",
                                     file=self.source, document=number, field="items")
+            inodes = _child(node, "items")
             for i, entry in enumerate(items or []):
-                self.document(entry, number, f"{item}.items[{i}]" if item else f"items[{i}]")
+                self.document(entry, number, f"{item}.items[{i}]" if item else f"items[{i}]",
+                              node=inodes.value[i] if inodes is not None and inodes.id == "sequence"
+                              and i < len(inodes.value) else None)
             return
         if kind == "KubeProxyConfiguration":
             self.proxy_config(doc, dataclasses.replace(bare, object=kind), number)
             return
         meta = doc.get("metadata")
         if meta is not None and not isinstance(meta, dict):
-            raise ManifestError(f"{where} ({kind}): metadata: expected a mapping, got {_show(meta)}",
+            raise ManifestError(f"{where('metadata')} ({kind}): metadata: expected a mapping, got {_show(meta)}",
                                 file=self.source, document=number, field="metadata")
         meta = meta or {}
         name = meta.get("name")
         if not name:
-            raise ManifestError(f"{where} ({kind}): metadata.name: required", file=self.source,
+            raise ManifestError(f"{where('metadata.name')} ({kind}): metadata.name: required", file=self.source,
                                 document=number, field="metadata.name")
         if not isinstance(name, str):
-            raise ManifestError(f"{where} ({kind}): metadata.name: expected a string, got {_show(name)}",
+            raise ManifestError(f"{where('metadata.name')} ({kind}): metadata.name: expected a string, got {_show(name)}",
                                 file=self.source, document=number, field="metadata.name")
         namespace = meta.get("namespace") or "default"
         if not isinstance(namespace, str):
-            raise ManifestError(f"{where} ({kind} {name}): metadata.namespace: expected a string, got "
+            raise ManifestError(f"{where('metadata.namespace')} ({kind} {name}): metadata.namespace: expected a string, got "
                                 f"{_show(namespace)}", file=self.source, document=number,
                                 field="metadata.namespace")
         key = name if kind in CLUSTER_SCOPED else f"{namespace}/{name}"

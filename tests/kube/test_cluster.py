@@ -353,9 +353,10 @@ def test_unknown_named_target_port_is_an_error_at_build():
     text = (CLUSTERS / "seed.yaml").read_text().replace("targetPort: http", "targetPort: htp")
     with pytest.raises(ManifestError) as info:
         Cluster.from_yaml(text, "seed.yaml")
-    assert str(info.value) == ('seed.yaml: document 3 (Service default/backend): spec.ports[0].targetPort: no '
+    assert str(info.value) == ('seed.yaml:78: document 3 (Service default/backend): spec.ports[0].targetPort: no '
                                'container port named "htp" (TCP) in the Pods the selector app=backend selects '
-                               '(they declare: http/TCP 8080)')
+                               '(they declare: http/TCP 8080) (name one of the ports the containers declare, or '
+                               'give the port number)')
 
 
 # ---------------------------------------------------------------- Services without endpoints, given slices
@@ -441,13 +442,15 @@ def service_doc(name: str, spec: str) -> str:
 def test_duplicated_cluster_ip():
     text = service_doc("a", "  clusterIP: 10.96.0.10\n  ports: [{port: 53}]\n") + "---\n" + \
         service_doc("b", "  clusterIP: 10.96.0.10\n  ports: [{port: 53}]\n")
-    assert build_error(text) == ("c.yaml: document 2 (Service default/b): spec.clusterIP: 10.96.0.10 is already "
-                                 "the ClusterIP of Service default/a (c.yaml: document 1)")
+    assert build_error(text) == ("c.yaml:12: document 2 (Service default/b): spec.clusterIP: 10.96.0.10 is already "
+                                 "the ClusterIP of Service default/a (c.yaml: document 1) (give each Service its "
+                                 "own, or leave clusterIP out to have one allocated)")
 
 
 def test_cluster_ip_outside_the_service_cidr():
     assert build_error(service_doc("a", "  clusterIP: 10.200.0.10\n  ports: [{port: 80}]\n")) == \
-        "c.yaml: document 1 (Service default/a): spec.clusterIP: 10.200.0.10 is outside the Service CIDR 10.96.0.0/12"
+        ("c.yaml:5: document 1 (Service default/a): spec.clusterIP: 10.200.0.10 is outside the Service CIDR 10.96.0.0/12 "
+         "(pick an address in it, or leave clusterIP out to have one allocated)")
     assert build_error(service_doc("a", "  clusterIP: 10.96.0.0\n  ports: [{port: 80}]\n")).endswith(
         "spec.clusterIP: 10.96.0.0 is the network address of the Service CIDR 10.96.0.0/12")
     c = Cluster.from_yaml(service_doc("a", "  clusterIP: 10.200.0.10\n  ports: [{port: 80}]\n"),
@@ -457,11 +460,13 @@ def test_cluster_ip_outside_the_service_cidr():
 
 def test_node_port_errors():
     assert build_error(service_doc("a", "  type: NodePort\n  ports: [{port: 80, nodePort: 8080}]\n")) == \
-        "c.yaml: document 1 (Service default/a): spec.ports[0].nodePort: 8080 is outside the NodePort range 30000-32767"
+        ("c.yaml:6: document 1 (Service default/a): spec.ports[0].nodePort: 8080 is outside the NodePort range "
+         "30000-32767 (pick a port in the range, or leave nodePort out to have one allocated)")
     text = service_doc("a", "  type: NodePort\n  ports: [{port: 80, nodePort: 30080}]\n") + "---\n" + \
         service_doc("b", "  type: NodePort\n  ports: [{port: 80, nodePort: 30080}]\n")
-    assert build_error(text) == ("c.yaml: document 2 (Service default/b): spec.ports[0].nodePort: 30080 is already a "
-                                 "node port of Service default/a (c.yaml: document 1)")
+    assert build_error(text) == ("c.yaml:13: document 2 (Service default/b): spec.ports[0].nodePort: 30080 is already a "
+                                 "node port of Service default/a (c.yaml: document 1) (give each Service its own, "
+                                 "or leave nodePort out to have one allocated)")
     both = service_doc("dns", "  type: NodePort\n  ports: [{name: u, port: 53, protocol: UDP, nodePort: 30053}, "
                               "{name: t, port: 53, protocol: TCP, nodePort: 30053}]\n")
     assert [p.node_port for p in Cluster.from_yaml(both).service("dns").ports] == [30053, 30053]
@@ -469,11 +474,11 @@ def test_node_port_errors():
 
 def test_pod_on_an_unknown_node_and_duplicate_pod_ips():
     assert build_error("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: kind-worker}\n") == \
-        ('c.yaml: document 1 (Pod default/p): spec.nodeName: node "kind-worker" is not in this cluster '
+        ('c.yaml:4: document 1 (Pod default/p): spec.nodeName: node "kind-worker" is not in this cluster '
          '(nodes: node-1, node-2) (add a Node object for it)')
     text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nstatus: {podIP: 10.244.1.5}\n---\n" \
            "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\nstatus: {podIP: 10.244.1.5}\n"
-    assert build_error(text) == ("c.yaml: document 2 (Pod default/b): status.podIP: 10.244.1.5 is already the IP of "
+    assert build_error(text) == ("c.yaml:9: document 2 (Pod default/b): status.podIP: 10.244.1.5 is already the IP of "
                                  "Pod default/a")
 
 
@@ -481,7 +486,8 @@ def test_programmatic_objects_are_named_without_a_file():
     svc = Service("default", "a", ports=(ServicePort(80),), cluster_ip="10.1.2.3")
     with pytest.raises(ManifestError) as info:
         Cluster(services=[svc])
-    assert str(info.value) == "Service default/a: spec.clusterIP: 10.1.2.3 is outside the Service CIDR 10.96.0.0/12"
+    assert str(info.value) == ("Service default/a: spec.clusterIP: 10.1.2.3 is outside the Service CIDR 10.96.0.0/12 "
+                               "(pick an address in it, or leave clusterIP out to have one allocated)")
 
 
 # ---------------------------------------------------------------- the API around it

@@ -95,7 +95,7 @@ items:
 - {apiVersion: v1, kind: Service, metadata: {name: b}, spec: {ports: [{port: 0}]}}
 """
     e = error(text, "svcs.yaml")
-    assert str(e) == ("svcs.yaml: document 1, items[1] (Service default/b): spec.ports[0].port: "
+    assert str(e) == ("svcs.yaml:5: document 1, items[1] (Service default/b): spec.ports[0].port: "
                       "0 is not a port number (1-65535)")
 
 
@@ -105,7 +105,7 @@ def test_multi_document_numbering_counts_every_document():
     m_err = error(text, "multi.yaml")
     # YAML's count: the comment before the first --- belongs to document 1 (Service a);
     # document 2 is empty (skipped, but counted); document 3 is Service b.
-    assert str(m_err) == ('multi.yaml: document 3 (Service default/b): spec.ports[0].protocol: '
+    assert str(m_err) == ('multi.yaml:17: document 3 (Service default/b): spec.ports[0].protocol: '
                           '"tcp" is not one of TCP, UDP, SCTP')
     assert (m_err.file, m_err.document, m_err.object, m_err.field) == \
         ("multi.yaml", 3, "Service default/b", "spec.ports[0].protocol")
@@ -128,7 +128,7 @@ def test_same_object_twice_is_an_error_naming_both_places(tmp_path):
     a.write_text(svc("  ports: [{port: 80}]\n"))
     with pytest.raises(ManifestError) as info:
         load(str(a), str(a))
-    assert str(info.value) == (f"{a}: document 1 (Service default/backend): Service default/backend is defined "
+    assert str(info.value) == (f"{a}:1: document 1 (Service default/backend): Service default/backend is defined "
                                f"twice (also in {a}: document 1 (Service default/backend))")
     text = svc("  ports: [{port: 80}]\n") + "\n---\n" + svc("  ports: [{port: 81}]\n")
     assert "document 2 (Service default/backend): Service default/backend is defined twice" in str(error(text))
@@ -140,7 +140,7 @@ def test_merge_keeps_one_proxy_config():
     objects = loads(svc("  ports: [{port: 80}]\n"))
     both = merge(objects, config)
     assert both.proxy_config.cluster_cidr == "10.0.0.0/8" and len(both.services) == 1
-    with pytest.raises(ManifestError, match=r"kp.yaml: document 1 \(KubeProxyConfiguration\): a second "
+    with pytest.raises(ManifestError, match=r"kp.yaml:1: document 1 \(KubeProxyConfiguration\): a second "
                                             r"KubeProxyConfiguration \(the first is in kp.yaml: document 1"):
         merge(config, config)
 
@@ -237,13 +237,13 @@ def test_deployment_fields():
 
 def test_negative_replicas():
     e = error(DEPLOYMENT.replace("REPLICAS", "-2"), "web.yaml")
-    assert str(e) == "web.yaml: document 1 (Deployment default/web): spec.replicas: -2 is negative: " \
+    assert str(e) == "web.yaml:5: document 1 (Deployment default/web): spec.replicas: -2 is negative: " \
                      "replicas must be 0 or more"
 
 
 def test_deployment_selector_must_match_template():
     e = error(DEPLOYMENT.replace("REPLICAS", "1").replace("{app: web, version: v2}", "{app: webb}"))
-    assert str(e) == ("test.yaml: document 1 (Deployment default/web): spec.template.metadata.labels: "
+    assert str(e) == ("test.yaml:8: document 1 (Deployment default/web): spec.template.metadata.labels: "
                       "does not match the selector (missing app=web)")
 
 
@@ -315,7 +315,7 @@ def test_endpoint_slice_fields():
 
 def test_endpoint_slice_errors_and_unowned_slices():
     e = error(SLICE.replace("[10.244.2.5]", "[fd00::5]"), "s.yaml")
-    assert str(e) == "s.yaml: document 1 (EndpointSlice default/backend-abcde): endpoints[1].addresses[0]: " \
+    assert str(e) == "s.yaml:12: document 1 (EndpointSlice default/backend-abcde): endpoints[1].addresses[0]: " \
                      "fd00::5 is not an IPv4 address"
     e = error(SLICE.replace("{ready: true}", "{ready: yes please}"))
     assert str(e).endswith('endpoints[0].conditions.ready: expected true or false, got "yes please"')
@@ -333,7 +333,7 @@ status:
 """
     assert loads(text).nodes == (Node("worker-1", "172.18.0.3", "10.244.5.0/24"),)
     e = error(text.replace("InternalIP", "Hostname"), "n.yaml")
-    assert str(e) == ("n.yaml: document 1 (Node worker-1): status.addresses: no InternalIP address: kube-proxy needs "
+    assert str(e) == ("n.yaml:6: document 1 (Node worker-1): status.addresses: no InternalIP address: kube-proxy needs "
                       "the node's IP (add status.addresses: [{type: InternalIP, address: 192.168.0.2}])")
     e = error(text.replace("10.244.5.0/24", "10.244.5.1/24"))
     assert str(e).endswith('spec.podCIDR: "10.244.5.1/24" is not a CIDR (such as 10.244.1.0/24)')
@@ -370,7 +370,7 @@ def test_proxy_configuration_without_cluster_cidr_has_no_detector():
 
 def test_proxy_configuration_errors_and_mode_warning():
     e = error(PROXY.replace("masqueradeBit: 15", "masqueradeBit: 32"), "kp.yaml")
-    assert str(e) == "kp.yaml: document 1 (KubeProxyConfiguration): iptables.masqueradeBit: 32 is not between 0 and 31"
+    assert str(e) == "kp.yaml:6: document 1 (KubeProxyConfiguration): iptables.masqueradeBit: 32 is not between 0 and 31"
     e = error(PROXY.replace("NodeCIDR", "PodCIDR"))
     assert str(e).endswith('detectLocalMode: "PodCIDR" is not one of ClusterCIDR, NodeCIDR, BridgeInterface, '
                            'InterfaceNamePrefix')
@@ -424,7 +424,7 @@ def test_unexpected_api_version_warns():
 def test_the_issue_example_message():
     text = svc("  ports: [{port: 80}]\n", "frontend") + "\n---\n" + svc("  ports:\n  - port: eighty\n")
     e = error(text, "backend.yaml")
-    assert str(e) == ('backend.yaml: document 2 (Service default/backend): spec.ports[0].port: '
+    assert str(e) == ('backend.yaml:15: document 2 (Service default/backend): spec.ports[0].port: '
                       'expected a number, got "eighty"')
     assert isinstance(e, KplabError) and isinstance(e, ValueError)
 
@@ -443,15 +443,15 @@ def test_not_yaml_unsafe_tags_are_refused():
 
 def test_object_without_kind_or_name():
     assert str(error("apiVersion: v1\nmetadata: {name: a}\n", "x.yaml")) == \
-        "x.yaml: document 1: kind: required (every Kubernetes object has apiVersion, kind and metadata.name)"
+        "x.yaml:1: document 1: kind: required (every Kubernetes object has apiVersion, kind and metadata.name)"
     assert str(error("apiVersion: v1\nkind: Service\nmetadata: {namespace: shop}\n", "x.yaml")) == \
-        "x.yaml: document 1 (Service): metadata.name: required"
-    assert str(error("apiVersion: v1\nkind: Pod\n", "x.yaml")) == "x.yaml: document 1 (Pod): metadata.name: required"
+        "x.yaml:3: document 1 (Service): metadata.name: required"
+    assert str(error("apiVersion: v1\nkind: Pod\n", "x.yaml")) == "x.yaml:1: document 1 (Pod): metadata.name: required"
 
 
 def test_document_that_is_not_an_object():
     assert str(error("- a\n- b\n", "x.yaml")) == \
-        "x.yaml: document 1: expected a Kubernetes object (a mapping with apiVersion, kind and metadata), got a list"
+        "x.yaml:1: document 1: expected a Kubernetes object (a mapping with apiVersion, kind and metadata), got a list"
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -483,12 +483,15 @@ def test_document_that_is_not_an_object():
      "node port"),
 ])
 def test_service_field_errors(spec, message):
-    assert str(error(svc(spec), "svc.yaml")) == f"svc.yaml: document 1 (Service default/backend): {message}"
+    e = error(svc(spec), "svc.yaml")
+    # the line is the field's own (spec: is line 5, the fields follow it)
+    assert 6 <= e.line <= svc(spec).count("\n")
+    assert str(e) == f"svc.yaml:{e.line}: document 1 (Service default/backend): {message}"
 
 
 def test_label_values_must_be_strings():
     e = error("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {version: 1.0}\n", "p.yaml")
-    assert str(e) == "p.yaml: document 1 (Pod default/p): metadata.labels.version: expected a string, got 1.0 " \
+    assert str(e) == "p.yaml:5: document 1 (Pod default/p): metadata.labels.version: expected a string, got 1.0 " \
                      "(quote it: a label value is text)"
     e = error('apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {"app.kubernetes.io/name": 7}\n', "p.yaml")
     assert 'metadata.labels["app.kubernetes.io/name"]: expected a string, got 7' in str(e)
@@ -497,7 +500,7 @@ def test_label_values_must_be_strings():
 def test_container_port_errors():
     text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    ports: PORTS\n"
     assert str(error(text.replace("PORTS", "[{name: http}]"), "p.yaml")) == \
-        "p.yaml: document 1 (Pod default/p): spec.containers[0].ports[0].containerPort: required"
+        "p.yaml:7: document 1 (Pod default/p): spec.containers[0].ports[0].containerPort: required"
     assert str(error(text.replace("PORTS", "[{containerPort: 80, name: HTTP}]"))).endswith(
         'spec.containers[0].ports[0].name: "HTTP" is not a valid port name (lower-case letters, digits and single '
         'dashes, with at least one letter)')
@@ -505,7 +508,7 @@ def test_container_port_errors():
 
 def test_pod_ip_must_be_an_address():
     e = error("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {podIP: pending}\n", "p.yaml")
-    assert str(e) == 'p.yaml: document 1 (Pod default/p): status.podIP: "pending" is not an IP address'
+    assert str(e) == 'p.yaml:4: document 1 (Pod default/p): status.podIP: "pending" is not an IP address'
 
 
 def test_unreadable_files(tmp_path):
@@ -513,7 +516,7 @@ def test_unreadable_files(tmp_path):
         load(str(tmp_path / "missing.yaml"))
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00kind")
-    with pytest.raises(ManifestError, match=r"bin.yaml: not YAML: the file is not UTF-8 text"):
+    with pytest.raises(ManifestError, match=r"bin.yaml:\d+: not YAML: the file is not UTF-8 text"):
         load(str(binary))
     with pytest.raises(ManifestError, match="no KubeProxyConfiguration in this file"):
         load_proxy_config(str(CLUSTERS / "seed.yaml"))
