@@ -9,6 +9,7 @@ seeded generator, so the same inputs give the same Trace.
 from __future__ import annotations
 
 import random
+from collections import deque
 
 from .errors import KplabError, TooManyPathsError, TopologyError
 from .netfilter.engine import Chooser, NodeState, Walk, prepare
@@ -119,39 +120,50 @@ class Node:
                         self.assume_unsupported, rng=random.Random(self.seed)).run(packet, origin)
                    for _ in range(sample)]
             return out
-        results, stack = [], [()]
-        while stack:
-            forced = stack.pop()
+        results, frontier = [], deque([()])
+        while frontier:
+            # Breadth first: where the draws multiply (2^n paths), the frontier outgrows
+            # max_paths after a few walks instead of after max_paths of them.
+            forced = frontier.popleft()
             chooser = Chooser(forced=forced)
             trace = Walk(self.ruleset, self.topology, self.state.copy(), now, chooser,
                          self.assume_unsupported, rng=random.Random(self.seed)).run(packet, origin)
             if trace.probability > 0:
                 results.append(trace)
-            values = [d.value for d in chooser.decisions]
-            for j in range(len(chooser.decisions) - 1, len(forced) - 1, -1):
-                d = chooser.decisions[j]
-                if d.both_possible:
-                    stack.append(tuple(values[:j]) + (not values[j],))
-            if len(results) > max_paths:
-                total = len(results) + self._count_more(stack, packet, origin, now, bound=100 * max_paths)
-                raise TooManyPathsError(f"{'more than ' if total >= 100 * max_paths else ''}{total} possible "
-                                        f"paths (over the limit of {max_paths}): raise --max-paths or use --sample N",
-                                        total)
+            _push_flips(frontier, chooser, len(forced))
+            # every prefix waiting in the frontier leads to at least one more path
+            if len(results) + len(frontier) > max_paths:
+                total, exact = self._count_more(frontier, packet, origin, now, bound=100 * max_paths)
+                total += len(results)
+                raise TooManyPathsError(
+                    f"{'' if exact else 'more than '}{total} possible paths (over the limit of {max_paths}): "
+                    "raise --max-paths, or use --sample N to follow N seeded random paths", total)
         results.sort(key=lambda t: (-t.probability, t.dnat_to or ""))
         return results
 
-    def _count_more(self, stack, packet, origin, now, bound):
-        n = 0
-        while stack and n < bound:
-            forced = stack.pop()
+    #: Counting the paths past the limit stops after this many evaluated rules (a deterministic
+    #: bound; COUNT_SECONDS is only a last resort against a pathological ruleset).
+    COUNT_RULES = 2_000_000
+    COUNT_SECONDS = 30.0
+
+    def _count_more(self, frontier, packet, origin, now, bound):
+        """(paths still in `frontier`, exact?): walked one by one without keeping them, until
+        `bound` walks, COUNT_RULES evaluated rules, or a frontier of more than `bound` / 10
+        prefixes (the draws multiply: there are far more paths than allowed); past that, a
+        lower bound (each prefix left leads to at least one path)."""
+        import time
+        n = work = 0
+        wide = bound // 10
+        deadline = time.monotonic() + self.COUNT_SECONDS
+        while (frontier and n < bound and work < self.COUNT_RULES and len(frontier) <= wide
+               and time.monotonic() < deadline):
+            forced = frontier.popleft()
             chooser = Chooser(forced=forced)
-            Walk(self.ruleset, self.topology, self.state.copy(), now, chooser, self.assume_unsupported).run(packet, origin)
+            work += Walk(self.ruleset, self.topology, self.state.copy(), now, chooser,
+                         self.assume_unsupported).run(packet, origin).evaluated
             n += 1
-            values = [d.value for d in chooser.decisions]
-            for j in range(len(chooser.decisions) - 1, len(forced) - 1, -1):
-                if chooser.decisions[j].both_possible:
-                    stack.append(tuple(values[:j]) + (not values[j],))
-        return n
+            _push_flips(frontier, chooser, len(forced))
+        return n + len(frontier), not frontier
 
     # ------------------------------------------------------------------
     @property
@@ -180,3 +192,11 @@ class Node:
 
 
 from .netfilter.trace import Trace  # noqa: E402  (for type names in docs)
+
+
+def _push_flips(frontier, chooser, start: int) -> None:
+    """Queue the other branch of each draw this walk made past its forced prefix."""
+    values = [d.value for d in chooser.decisions]
+    for j in range(start, len(chooser.decisions)):
+        if chooser.decisions[j].both_possible:
+            frontier.append(tuple(values[:j]) + (not values[j],))
