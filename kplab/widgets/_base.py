@@ -191,8 +191,10 @@ def as_int(value):
         return value
     if isinstance(value, float):
         return int(value) if value.is_integer() else None
-    if isinstance(value, str) and value.strip().lstrip("+").isdigit():
-        return int(value.strip())
-    if isinstance(value, str) and value.strip().startswith("-") and value.strip()[1:].isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        # ASCII digits only: "²" passes str.isdigit() but int() refuses it
+        t = value.strip()
+        digits = t[1:] if t[:1] in ("+", "-") else t
+        if digits.isascii() and digits.isdigit():
+            return int(t)
     return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from ._base import LabWidget, esc
+from ._base import LabWidget, esc, message_html
 
 
 class ExercisePanel(LabWidget):
@@ -55,6 +55,10 @@ class ExercisePanel(LabWidget):
         self.widget.add_class("kplab-exercise")
 
     def check(self, text: str | None = None):
+        if text is not None and not isinstance(text, str):
+            self.out.value = message_html(f"the answer must be text, not {type(text).__name__}: "
+                                          "write it between quotes")
+            return None
         if text is not None:
             self.box.value = text
         self.feedback = self.exercise.check(self.box.value)

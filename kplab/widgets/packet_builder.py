@@ -39,7 +39,7 @@ def check_port(text, what: str = "port"):
         s = str(text).strip()
         if not s:
             return None, ""
-        if not s.isdigit():
+        if not (s.isascii() and s.isdigit()):          # "²" is a digit to str.isdigit(), not to int()
             return None, f"{what} must be a number from 1 to 65535, not {s!r}"
         value = int(s)
     if not 1 <= value <= 65535:
