@@ -23,6 +23,10 @@ POD_GW, NODE_IP, PEER_NODE = "10.244.1.1", "192.168.0.2", "192.168.0.3"
 REMOTE1, EXTERNAL = "10.244.2.5", "198.51.100.10"
 
 
+CONNMARK_KEPT = ("CONNMARK across packets: --save-mark copies the packet's mark into the connection, --restore-mark "
+                 "brings it back for the connection's next packet (conntrack kept between packets); masks and a "
+                 "left shift")
+
 NAT_FIRST_PACKET = ("nat only for the first packet: the second packet of the same connection (same ports) is "
                     "translated by conntrack without walking nat PREROUTING; a new source port is a new connection")
 
@@ -446,6 +450,132 @@ LESSONS = [
         P("client", "tcp", BACKEND1, 80),
         P("client", "tcp", BACKEND1, 443),
     ),
+    lesson(
+        "state: -m state is conntrack's state test under its old name (saved as -m state); replies are "
+        "ESTABLISHED, first packets NEW",
+        rules(filter="""
+            -A FORWARD -m state --state RELATED,ESTABLISHED -j ACCEPT
+            -A FORWARD -m state --state NEW -s 10.244.1.7/32 -j ACCEPT
+            -A FORWARD -m state ! --state NEW -j DROP
+            -A FORWARD -m state --state INVALID -j DROP
+            -A FORWARD -p tcp -j DROP
+        """),
+        P("client", "tcp", BACKEND1, 80),
+        P("backend2", "tcp", REMOTE1, 80),
+        P("client", "udp", BACKEND2, 53),
+        P("external", "tcp", BACKEND1, 80),
+    ),
+    lesson(
+        "limit: a token bucket per rule, full at load: the first --limit-burst new connections pass at once, "
+        "the next one waits for the rate (1/min) and falls through to DROP; replies are ESTABLISHED and take no token",
+        rules(filter="""
+            -A FORWARD -m state --state ESTABLISHED,RELATED -j ACCEPT
+            -A FORWARD -p udp -m state --state NEW -m limit --limit 1/min --limit-burst 2 -j ACCEPT
+            -A FORWARD -p udp -j DROP
+            -A FORWARD -p tcp -m limit --limit 1/hour --limit-burst 1 -j ACCEPT
+            -A FORWARD -p tcp -j DROP
+        """),
+        P("client", "udp", BACKEND1, 53, sport=40001),
+        P("client", "udp", BACKEND1, 53, sport=40002),
+        P("client", "udp", BACKEND1, 53, sport=40003),
+        P("client", "tcp", BACKEND1, 80),
+        P("client", "tcp", BACKEND1, 81),
+    ),
+    lesson(
+        "connmark: CONNMARK marks a connection that came in on eth0 (as AWS's CNI does); the Pod's reply gets the "
+        "mark back with --restore-mark (only the --nfmask bits of its own mark change); -m connmark tests the connection's mark, and never matches in raw "
+        "(no conntrack entry yet), even negated",
+        rules(raw="""
+            -A PREROUTING -m connmark ! --mark 0x80/0x80
+            -A PREROUTING -m connmark --mark 0x0
+        """, mangle="""
+            -A PREROUTING -i eth0 -m state --state NEW -j CONNMARK --set-xmark 0x80/0x80
+            -A PREROUTING -i veth+ -j MARK --set-mark 0x1
+            -A PREROUTING -i veth+ -j CONNMARK --restore-mark --nfmask 0x80 --ctmask 0x80
+            -A PREROUTING -m connmark --mark 0x80/0x80
+        """, filter="""
+            -A FORWARD -m mark --mark 0x81/0xff -j ACCEPT
+            -A FORWARD -m connmark --mark 0x80/0x80 -j ACCEPT
+            -A FORWARD -m connmark ! --mark 0x80/0x80 -p tcp --dport 81 -j DROP
+        """),
+        P("external", "tcp", BACKEND1, 80),
+        P("client", "tcp", REMOTE1, 81),
+        P("client", "tcp", REMOTE1, 80),
+        P("peer", "udp", BACKEND2, 53),
+    ),
+    lesson(
+        CONNMARK_KEPT,
+        rules(mangle="""
+            -A PREROUTING -j CONNMARK --restore-mark
+            -A PREROUTING -m mark --mark 0x0 -p udp --dport 53 -j MARK --set-mark 0x7
+            -A PREROUTING -m mark --mark 0x0 -p udp --dport 54 -j MARK --set-mark 0x9
+            -A PREROUTING -j CONNMARK --save-mark
+            -A POSTROUTING -p udp --dport 53 -j CONNMARK --save-mark --nfmask 0xff --ctmask 0xff00 --left-shift-mark 8
+            -A POSTROUTING -m connmark --mark 0x707/0xffff
+        """, filter="""
+            -A FORWARD -m mark --mark 0x7/0xff -m connmark --mark 0x7
+            -A FORWARD -m connmark --mark 0x9/0xff -j DROP
+        """),
+        P("client", "udp", BACKEND1, 53, sport=40000),
+        P("client", "udp", BACKEND1, 53, sport=40000),
+        P("client", "udp", BACKEND1, 54, sport=40001),
+        P("client", "udp", BACKEND1, 54, sport=40001),
+    ),
+    lesson(
+        "NFLOG: hands the packet to a userspace logger and lets the walk go on, like LOG",
+        rules(filter="""
+            -A FORWARD -p tcp -j NFLOG --nflog-group 5 --nflog-prefix "fwd: "
+            -A FORWARD -p tcp --dport 80 -j NFLOG
+            -A FORWARD -p tcp --dport 80 -j DROP
+            -A INPUT -j NFLOG --nflog-group 2 --nflog-threshold 10 --nflog-size 128
+        """),
+        P("client", "tcp", BACKEND1, 80),
+        P("client", "tcp", BACKEND1, 443),
+        P("external", "tcp", NODE_IP, 22),
+    ),
+    lesson(
+        "physdev: the routed node bridges nothing, so every physdev test misses unless negated: "
+        "! --physdev-is-bridged matches every routed packet, --physdev-in veth+ none",
+        rules(mangle="""
+            -A POSTROUTING -m physdev --physdev-out eth0 -j DROP
+            -A POSTROUTING -m physdev ! --physdev-is-out
+        """, filter="""
+            -A FORWARD -m physdev --physdev-is-bridged -j DROP
+            -A FORWARD -m physdev --physdev-in veth+ -j DROP
+            -A FORWARD -m physdev ! --physdev-is-bridged
+            -A FORWARD -m physdev ! --physdev-in eth0 ! --physdev-is-out
+            -A FORWARD -m physdev ! --physdev-is-in --physdev-is-bridged -j DROP
+            -A INPUT -m physdev ! --physdev-is-in
+            -A OUTPUT -m physdev ! --physdev-is-bridged
+            -A OUTPUT -m physdev --physdev-out eth0 --physdev-is-bridged -j DROP
+        """),
+        P("client", "tcp", BACKEND1, 80),
+        P("client", "tcp", REMOTE1, 80),
+        P("external", "tcp", NODE_IP, 22),
+        P("node", "tcp", REMOTE1, 80),
+    ),
+    lesson(
+        "owner: only packets the node creates have a socket (kplab: root's, uid 0 gid 0); a forwarded packet "
+        "matches only negated owner tests",
+        rules(mangle="""
+            -A OUTPUT -m owner --uid-owner 0 -j MARK --set-mark 0x1
+            -A POSTROUTING -m owner --socket-exists
+            -A POSTROUTING -m owner ! --socket-exists
+            -A POSTROUTING -m owner ! --uid-owner 1000
+        """, nat="""
+            -A POSTROUTING -o eth0 -m owner --uid-owner 0 -j MASQUERADE
+        """, filter="""
+            -A OUTPUT -p tcp --dport 81 -m owner --uid-owner 1000-2000 -j DROP
+            -A OUTPUT -p tcp --dport 82 -m owner --uid-owner 0 --gid-owner 0 -j DROP
+            -A OUTPUT -p tcp --dport 83 -m owner ! --gid-owner 0 -j DROP
+            -A OUTPUT -m mark --mark 0x1 -m owner --gid-owner 5 --suppl-groups -j DROP
+        """),
+        P("node", "tcp", REMOTE1, 80),
+        P("node", "tcp", REMOTE1, 81),
+        P("node", "tcp", REMOTE1, 82),
+        P("node", "tcp", REMOTE1, 83),
+        P("client", "tcp", REMOTE1, 80),
+    ),
     kube_proxy_case(2, "clusterip"),
     kube_proxy_case(1, "nodeport"),
     kube_proxy_case(0, "noendpoints"),
@@ -454,4 +584,4 @@ LESSONS = [
 ]
 
 #: Lessons whose packets must be sent without flushing conntrack in between.
-KEEP_CONNTRACK = frozenset({NAT_FIRST_PACKET})
+KEEP_CONNTRACK = frozenset({NAT_FIRST_PACKET, CONNMARK_KEPT})

@@ -123,10 +123,12 @@ class NodeState:
     nth: dict = field(default_factory=dict)          # id(statistic match) -> counter
     nfacct: dict = field(default_factory=dict)       # counter name -> packets
     log: list = field(default_factory=list)
+    limit: dict = field(default_factory=dict)        # id(limit match) -> (tokens ns, last ns)
+    nflog: list = field(default_factory=list)        # (group, line) handed to NFLOG listeners
 
     def copy(self) -> "NodeState":
         return NodeState(self.conntrack.copy(), copy.deepcopy(self.recent), dict(self.nth),
-                         dict(self.nfacct), list(self.log))
+                         dict(self.nfacct), list(self.log), dict(self.limit), list(self.nflog))
 
 
 @dataclass
@@ -245,12 +247,14 @@ class Walk:
         self.hook = self.table = self.chain = None
         self.rule_index = None
         self.route = None
+        self.local_origin = False
 
     # ------------------------------------------------------------------
     # The packet paths
 
     def run(self, pkt, origin) -> Trace:
         sent = pkt
+        self.local_origin = origin.local
         if origin.local:
             verdict, pkt, out = self._local(pkt)
         else:
@@ -802,13 +806,68 @@ class Walk:
             table[key] = e
         return ret
 
-    def log(self, target, pkt):
-        line = (f"{target.prefix}IN={pkt.in_iface or ''} OUT={pkt.out_iface or ''} SRC={pkt.src} DST={pkt.dst} "
+    def _log_line(self, prefix, pkt):
+        return (f"{prefix}IN={pkt.in_iface or ''} OUT={pkt.out_iface or ''} SRC={pkt.src} DST={pkt.dst} "
                 f"PROTO={pkt.proto.upper()}" + (f" SPT={pkt.sport} DPT={pkt.dport}" if pkt.sport is not None else ""))
-        self.state.log.append(line)
+
+    def log(self, target, pkt):
+        self.state.log.append(self._log_line(target.prefix, pkt))
+
+    def nflog(self, target, pkt):
+        self.state.nflog.append((target.group, self._log_line(target.prefix, pkt)))
+
+    # limit: nft_limit's token bucket, in nanoseconds of the node's clock
+    def _bucket(self, m):
+        now = int(round(self.now * 1_000_000_000))
+        cap = m.cost_ns * m.burst
+        tokens, last = self.state.limit.get(id(m), (cap, now))
+        return min(cap, tokens + max(0, now - last)), now
+
+    def limit_match(self, m) -> bool:
+        tokens, now = self._bucket(m)
+        if tokens >= m.cost_ns:
+            self.state.limit[id(m)] = (tokens - m.cost_ns, now)
+            return True
+        self.state.limit[id(m)] = (tokens, now)
+        return False
+
+    def limit_wait(self, m) -> float:
+        """Seconds until the bucket holds a whole packet again (read only)."""
+        tokens, _ = self._bucket(m)
+        return max(0, m.cost_ns - tokens) / 1e9
+
+    def connmark(self, target, pkt):
+        """CONNMARK: change the entry's mark (kept at once for a confirmed entry, as the
+        kernel writes ct->mark in place) or restore the packet's mark from it."""
+        e = self.entry
+        if e is None:
+            return pkt
+        if target.mode == "restore":
+            new = (pkt.mark & ~target.nfmask & 0xFFFFFFFF) ^ target.shift(e.mark & target.ctmask)
+            return pkt.replace(mark=new)
+        if target.mode == "set":
+            mark = target.shift((e.mark & ~target.ctmask & 0xFFFFFFFF) ^ target.ctmark)
+        else:
+            mark = (e.mark & ~target.ctmask & 0xFFFFFFFF) ^ target.shift(pkt.mark & target.nfmask)
+        if mark != e.mark:
+            self.entry = e = e.replace(mark=mark)
+            if e.confirmed:
+                self.state.conntrack.store(e)
+        return pkt
+
+    def socket_owner(self, pkt):
+        """(uid, gid, supplementary groups) of the socket that sent the packet, or None:
+        only packets this node creates have one (see matches.NODE_SOCKET_OWNER)."""
+        from .matches import NODE_SOCKET_OWNER
+        return NODE_SOCKET_OWNER if self.local_origin else None
 
     def _where(self) -> str:
-        return f"{self.table} {self.chain} rule #{self.rule_index}"
+        where = f"{self.table} {self.chain} rule #{self.rule_index}"
+        try:
+            line = self.ruleset.chain(self.table, self.chain).rules[self.rule_index - 1].line
+        except (AttributeError, IndexError, TypeError):
+            line = None
+        return where + (f" (line {line})" if line is not None else "")
 
     def assume_opaque(self, match) -> bool:
         if self.assume is None:

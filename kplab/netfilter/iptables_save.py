@@ -1249,7 +1249,8 @@ def validate_table(table: Table, source: str | None = None) -> None:
             for m in r.matches:
                 ah = getattr(m, "allowed_hooks", None)
                 if ah is not None and ah() is not None:
-                    limited.append((c.name, r, ah(), f"-m {m.name} --limit-iface-{m.limit}"))
+                    limited.append((c.name, r, ah(), getattr(m, "hook_text", None)
+                                    or f"-m {m.name} --limit-iface-{m.limit}"))
     bases = [b.name for b in table.builtin_chains()]
     height = _heights(table, bases, fail)
     for b in bases:

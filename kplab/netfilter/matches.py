@@ -14,7 +14,7 @@ from typing import ClassVar
 from ..packet import PORT_PROTOS, ip
 from .rules import Match, RuleContext
 from .values import (AddrMask, OptionError, parse_addr_mask, parse_port_range, parse_proto,
-                     parse_uint, parse_mark, port_range_text, proto_text, save_string)
+                     parse_uint, parse_mark, port_range_text, proto_text, save_string, strtoui)
 
 MATCHES: dict = {}
 
@@ -1119,6 +1119,477 @@ class Recent(Match):
             within = f" within {self.seconds} s" if self.seconds else ""
             return (f"{addr} is {'in' if self.invert else 'not in'} list {self.list_name}{need}{within}")
         return f"{addr} {'was' if self.invert else 'was not'} in list {self.list_name}"
+
+
+# ==========================================================================
+# state: the old name of conntrack --ctstate
+
+#: The names `--state` knows, in the order libxt_conntrack's state_parse_state() tries them
+#: (a case-insensitive prefix picks the first name it fits: "E" is ESTABLISHED).
+STATE_NAMES = ("INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED")
+
+
+def _state_list(text: str) -> int:
+    """`--state LIST` as libxt_conntrack's state_parse_states() reads it (CT_STATES bits)."""
+    bits = 0
+    arg = text
+    while "," in arg:
+        item, _, rest = arg.partition(",")
+        if not item or not _state_item(item):
+            raise OptionError(f"state: bad state \"{arg}\" (INVALID, NEW, ESTABLISHED, RELATED or UNTRACKED)")
+        bits |= _state_item(item)
+        arg = rest
+    if not arg:
+        raise OptionError("state: \"--state\" requires a list of states with no spaces, e.g. ESTABLISHED,RELATED")
+    got = _state_item(arg)
+    if not got:
+        raise OptionError(f"state: bad state \"{arg}\" (INVALID, NEW, ESTABLISHED, RELATED or UNTRACKED)")
+    return bits | got
+
+
+def _state_item(item: str) -> int:
+    want = item.upper()
+    for name in STATE_NAMES:
+        if name.startswith(want):
+            return 1 << CT_STATES.index(name)
+    return 0
+
+
+@register
+@dataclass(frozen=True)
+class State(Conntrack):
+    """`-m state --state LIST`: iptables loads it as conntrack's state test (the
+    kernel's xt_conntrack, flagged as the `state` alias), and iptables-save
+    (1.8.9, nf_tables) prints it back as `-m state --state`, not as
+    `-m conntrack --ctstate` (seen on this machine). Same semantics as
+    `--ctstate`, without the SNAT and DNAT pseudo-states."""
+
+    name: ClassVar[str] = "state"
+    OPTIONS: ClassVar[dict] = {"state": (1, True)}
+    ORDER: ClassVar[tuple] = ("state",)
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if not opts:
+            raise OptionError("state: option \"--state\" must be specified")
+        o = opts[0]
+        return cls((("ctstate", _state_list(o.value), o.invert),))
+
+    def save(self) -> str:
+        _, val, inv = self.fields[0]
+        return f"-m state {_neg(inv)}--state {self._text('ctstate', val)}"
+
+    def why_not(self, pkt, ctx) -> str:
+        _, val, inv = self.fields[0]
+        ct = ctx.conntrack_view(pkt)
+        return f"state is {ct.state or 'INVALID'}, rule wants {_neg(inv)}{self._text('ctstate', val)}"
+
+
+# ==========================================================================
+# limit: a token bucket per rule
+
+#: libxt_limit's units: the rate is kept as the time per packet in 1/10000 s (XT_LIMIT_SCALE).
+LIMIT_SCALE = 10000
+_RATE_UNITS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400))
+#: print_rate()'s table (and add_nft_limit()'s), longest period first.
+_PRINT_UNITS = (("day", 86400), ("hour", 3600), ("min", 60), ("sec", 1))
+_ATOI = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
+
+
+def _atoi(text: str) -> int:
+    """C's atoi() as a uint32_t: leading blanks, a sign, digits; 0 without digits
+    (strtol saturates, the cast keeps the low 32 bits)."""
+    m = _ATOI.match(text)
+    if m is None:
+        return 0
+    v = max(-(1 << 63), min((1 << 63) - 1, int(m.group(1))))
+    return v & 0xFFFFFFFF
+
+
+def _parse_rate(text: str) -> int:
+    """libxt_limit's parse_rate(): `N[/second|minute|hour|day]` (any case-insensitive
+    prefix of the unit) as the time per packet in 1/10000 s."""
+    _, slash, unit = text.partition("/")
+    mult = 1
+    if slash:
+        for name, m in _RATE_UNITS:
+            if unit and name.startswith(unit.lower()):
+                mult = m
+                break
+        else:
+            raise OptionError(f"limit: bad rate \"{text}\" (N/second, N/minute, N/hour or N/day)")
+    r = _atoi(text)
+    if r == 0:
+        raise OptionError(f"limit: bad rate \"{text}\" (N/second, N/minute, N/hour or N/day)")
+    avg = LIMIT_SCALE * mult // r
+    if avg == 0:
+        raise OptionError(f"limit: rate too fast \"{text}\" (at most 10000/second)")
+    return avg
+
+
+def _unit_index(avg: int) -> int:
+    """The loop print_rate() and add_nft_limit() share: the longest period that still
+    divides into a whole number of packets "well enough"."""
+    i = 1
+    while i < len(_PRINT_UNITS):
+        mult = _PRINT_UNITS[i][1] * LIMIT_SCALE
+        if avg > mult or mult // avg < mult % avg:
+            break
+        i += 1
+    return i - 1
+
+
+@register
+@dataclass(frozen=True)
+class Limit(Match):
+    """`-m limit --limit N/unit --limit-burst B`: a token bucket per rule.
+
+    iptables 1.8.9 (nf_tables) does not load xt_limit: it writes an nft `limit`
+    expression of `rate` packets per `unit` seconds (add_nft_limit()), and that
+    is what the kernel runs (nft_limit): a bucket holding `burst` packets' worth
+    of time, full when the rule is loaded, refilled continuously (one second per
+    second, capped at `burst` packets); a packet matches when a whole packet's
+    worth (`unit / rate` seconds) is in it, and takes it out; a packet that
+    does not match takes nothing. So the first `burst` packets match at once,
+    then one per `unit / rate` seconds. kplab runs it on the node's clock
+    (a ManualClock moves only with `advance`), in nanoseconds as the kernel.
+    `--limit-burst 0` becomes nft's default of 5; iptables-save prints the
+    rate read back from nft (`60/min` is saved as `1/sec`).
+    """
+
+    rate: int = 3
+    unit: int = 3600
+    burst: int = 5
+
+    name: ClassVar[str] = "limit"
+    OPTIONS: ClassVar[dict] = {"limit": (1, False), "limit-burst": (1, False)}
+    stateful: ClassVar[bool] = True
+    per_rule_state: ClassVar[bool] = True        # one bucket per rule, never shared
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        avg = _parse_rate("3/hour")
+        burst = 5
+        for o in opts:
+            if o.name == "limit":
+                avg = _parse_rate(o.value)
+            else:
+                n = strtoui(o.value)
+                if n is None or n > 10000:
+                    raise OptionError(f"limit: bad value for option \"--limit-burst\" {o.value!r}, or out of "
+                                      "range (0-10000)")
+                burst = n or 5                   # nft_limit: a burst of 0 means its default, 5
+        i = _unit_index(avg)
+        mult = _PRINT_UNITS[i][1] * LIMIT_SCALE
+        return cls(mult // avg, _PRINT_UNITS[i][1], burst)
+
+    @property
+    def cost_ns(self) -> int:
+        """One packet's worth of time, in nanoseconds (nft_limit's cost)."""
+        return self.unit * 1_000_000_000 // self.rate
+
+    def _rate_text(self) -> str:
+        avg = LIMIT_SCALE * self.unit // self.rate     # nft_parse_limit()
+        name, secs = _PRINT_UNITS[_unit_index(avg)]
+        return f"{secs * LIMIT_SCALE // avg}/{name}"
+
+    def save(self) -> str:
+        s = f"-m limit --limit {self._rate_text()}"
+        return s + (f" --limit-burst {self.burst}" if self.burst != 5 else "")
+
+    def matches(self, pkt, ctx) -> bool:
+        return ctx.limit_match(self)
+
+    def why_not(self, pkt, ctx) -> str:
+        wait = ctx.limit_wait(self)
+        return (f"over the rate limit of {self._rate_text()} (burst {self.burst}): the bucket is empty, the next "
+                f"packet passes in {wait:.3g} s")
+
+    def describe(self) -> str:
+        return f"at most {self._rate_text()}, bursts of {self.burst}"
+
+
+# ==========================================================================
+# connmark: the connection's mark
+
+FULL_MARK = 0xFFFFFFFF
+
+
+@register
+@dataclass(frozen=True)
+class Connmark(Match):
+    """`-m connmark --mark VALUE[/MASK]`: `(conntrack mark & MASK) == VALUE`.
+
+    As xt_connmark: a packet without a conntrack entry (not tracked yet, as in
+    the raw table, or invalid) never matches, not even with `!`."""
+
+    value: int = 0
+    mask: int = FULL_MARK
+    invert: bool = False
+
+    name: ClassVar[str] = "connmark"
+    OPTIONS: ClassVar[dict] = {"mark": (1, True)}
+    stateful: ClassVar[bool] = True
+    needs_conntrack: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if not opts:
+            raise OptionError("connmark: option \"--mark\" must be specified")
+        v, m = parse_mark(opts[0].value)
+        return cls(v, FULL_MARK if m is None else m, opts[0].invert)
+
+    def _text(self) -> str:
+        return f"{self.value:#x}" if self.mask == FULL_MARK else f"{self.value:#x}/{self.mask:#x}"
+
+    def save(self) -> str:
+        return f"-m connmark {_neg(self.invert)}--mark {self._text()}"
+
+    def matches(self, pkt, ctx) -> bool:
+        e = ctx.conntrack_view(pkt).entry
+        if e is None:
+            return False
+        return ((e.mark & self.mask) == self.value) != self.invert
+
+    def why_not(self, pkt, ctx) -> str:
+        e = ctx.conntrack_view(pkt).entry
+        if e is None:
+            return ("the packet has no conntrack entry (not tracked yet, or invalid): -m connmark never matches "
+                    "it, not even negated")
+        return f"connection mark is {e.mark:#x}, rule wants {_neg(self.invert)}{self._text()}"
+
+
+# ==========================================================================
+# physdev: bridge ports
+
+#: physdev's options in the order iptables-save prints them.
+PHYSDEV_ORDER = ("physdev-is-in", "physdev-in", "physdev-is-out", "physdev-out", "physdev-is-bridged")
+
+
+@register
+@dataclass(frozen=True)
+class Physdev(Match):
+    """`-m physdev`: the bridge ports of a bridged packet.
+
+    kplab's node routes; it bridges nothing. For a packet that did not cross a
+    bridge the kernel's physdev_mt() matches exactly when every option the rule
+    gives is negated (`! --physdev-is-bridged` matches every routed packet,
+    `--physdev-in X` none). `fields` are (option, interface or None, negated),
+    in the saved order.
+    """
+
+    fields: tuple = ()
+
+    name: ClassVar[str] = "physdev"
+    OPTIONS: ClassVar[dict] = {"physdev-in": (1, True), "physdev-out": (1, True), "physdev-is-in": (0, True),
+                               "physdev-is-out": (0, True), "physdev-is-bridged": (0, True)}
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        if not opts:
+            raise OptionError("physdev: no physdev option specified")
+        got = {}
+        for o in opts:
+            val = None
+            if o.name in ("physdev-in", "physdev-out"):
+                val = o.value
+                if len(val.encode()) >= 16:
+                    raise OptionError(f"physdev: interface name {val!r} must be shorter than IFNAMSIZ (15)")
+            got[o.name] = (val, o.invert)
+        return cls(tuple((n, *got[n]) for n in PHYSDEV_ORDER if n in got))
+
+    def _given(self, name):
+        return next((f for f in self.fields if f[0] == name), None)
+
+    def check(self, ctx):
+        """xt_physdev's check: --physdev-out and --physdev-is-out, unless with a plain
+        --physdev-is-bridged, are refused in OUTPUT ("only supported in the FORWARD and
+        POSTROUTING chains with bridged traffic"). Through nf_tables the check sees the
+        hook only in the built-in chain itself: the same rule in a user chain that OUTPUT
+        jumps to loads (seen on this machine)."""
+        bridged = self._given("physdev-is-bridged")
+        out = self._given("physdev-out") or self._given("physdev-is-out")
+        if ctx.chain == "OUTPUT" and out and (bridged is None or bridged[2]):
+            raise OptionError(f"physdev: --{out[0]} is refused in OUTPUT unless with --physdev-is-bridged "
+                              "(the kernel: \"only supported in the FORWARD and POSTROUTING chains with bridged "
+                              "traffic\", Invalid argument)")
+
+    def save(self) -> str:
+        parts = ["-m physdev"]
+        for n, val, inv in self.fields:
+            parts.append(f"{_neg(inv)}--{n}" + (f" {val}" if val is not None else ""))
+        return " ".join(parts)
+
+    def matches(self, pkt, ctx) -> bool:
+        return all(inv for _, _, inv in self.fields)
+
+    def why_not(self, pkt, ctx) -> str:
+        n, val, _ = next(f for f in self.fields if not f[2])
+        what = f"--{n}" + (f" {val}" if val is not None else "")
+        return (f"the packet was routed, not bridged (kplab's node has no bridge): {what} only matches a "
+                "bridged packet")
+
+
+# ==========================================================================
+# owner: the socket that sent a locally created packet
+
+#: The owner of every packet the node itself creates: kplab has no processes, so its
+#: packets are taken to come from a socket of root's (uid 0, gid 0, no supplementary
+#: groups), as the kernel harness's own packets do (and node agents such as kubelet
+#: and kube-proxy run as root).
+NODE_SOCKET_OWNER = (0, 0, ())
+
+_UID_NUM = re.compile(r"[ \t\n\v\f\r]*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+UID_MAX = 0xFFFFFFFF - 1           # (uid_t)-1 is reserved
+
+
+def _owner_range(text: str, opt: str, lookup) -> tuple:
+    """libxt_owner: a user (group) name first, else `N` or `N-M` / `N:M`, numbers up to
+    4294967294 read as strtoul base 0 reads them."""
+    if lookup is not None and text:
+        try:
+            n = lookup(text)
+            return n, n
+        except (KeyError, OverflowError, ValueError):
+            pass
+
+    def num(s):
+        m = _UID_NUM.match(s)
+        if m is None:
+            return None, s
+        g = m.group(1)
+        v = int(g[2:], 16) if g[1:2] in ("x", "X") else int(g, 8) if g[0] == "0" else int(g)
+        return (v if v <= UID_MAX else None), s[m.end():]
+
+    bad = OptionError(f"owner: bad value for \"--{opt}\" option: \"{text}\" (a name, N or N-M, "
+                      f"numbers up to {UID_MAX})")
+    lo, rest = num(text)
+    if lo is None:
+        raise bad
+    hi = lo
+    if rest[:1] in ("-", ":"):
+        hi, rest = num(rest[1:])
+        if hi is None:
+            raise bad
+    if rest:
+        raise bad
+    if hi < lo:
+        raise OptionError(f"owner: --{opt} {text}: the range ends below its start; the kernel refuses it "
+                          "(Invalid argument)")
+    return lo, hi
+
+
+def _user_lookup():
+    try:
+        import pwd
+        return lambda name: pwd.getpwnam(name).pw_uid
+    except ImportError:                      # not on Unix: "root" is still 0
+        return lambda name: {"root": 0}[name]
+
+
+def _group_lookup():
+    try:
+        import grp
+        return lambda name: grp.getgrnam(name).gr_gid
+    except ImportError:
+        return lambda name: {"root": 0}[name]
+
+
+@register
+@dataclass(frozen=True)
+class Owner(Match):
+    """`-m owner`: who owns the socket a locally created packet was sent from.
+
+    Valid only in OUTPUT and POSTROUTING (the kernel refuses the rule anywhere
+    else, user chains reached from there included). A packet without a socket
+    (every forwarded packet) matches exactly when every option is negated, as
+    in owner_mt(). kplab's node has no processes: the packets it creates come
+    from a socket of NODE_SOCKET_OWNER (root). User and group names are looked
+    up on the machine kplab runs on, as iptables looks them up on the node.
+    """
+
+    uid: tuple | None = None
+    uid_inv: bool = False
+    gid: tuple | None = None
+    gid_inv: bool = False
+    suppl: bool = False
+    socket: bool = False
+    socket_inv: bool = False
+
+    name: ClassVar[str] = "owner"
+    OPTIONS: ClassVar[dict] = {"uid-owner": (1, True), "gid-owner": (1, True), "suppl-groups": (0, False),
+                               "socket-exists": (0, True)}
+    stateful: ClassVar[bool] = False
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        kw = {}
+        for o in opts:
+            if o.name == "uid-owner":
+                kw.update(uid=_owner_range(o.value, o.name, _user_lookup()), uid_inv=o.invert)
+            elif o.name == "gid-owner":
+                kw.update(gid=_owner_range(o.value, o.name, _group_lookup()), gid_inv=o.invert)
+            elif o.name == "suppl-groups":
+                if "gid" not in kw:
+                    raise OptionError("owner: --suppl-groups: you need to use --gid-owner first")
+                kw["suppl"] = True
+            else:
+                kw.update(socket=True, socket_inv=o.invert)
+        if not kw:
+            raise OptionError("owner: at least one of --uid-owner, --gid-owner or --socket-exists is required")
+        return cls(**kw)
+
+    def allowed_hooks(self):
+        return ("OUTPUT", "POSTROUTING")
+
+    hook_text = "-m owner"
+
+    @staticmethod
+    def _range_text(r) -> str:
+        return str(r[0]) if r[0] == r[1] else f"{r[0]}-{r[1]}"
+
+    def save(self) -> str:
+        parts = ["-m owner"]
+        if self.socket:
+            parts.append(f"{_neg(self.socket_inv)}--socket-exists")
+        if self.uid is not None:
+            parts.append(f"{_neg(self.uid_inv)}--uid-owner {self._range_text(self.uid)}")
+        if self.gid is not None:
+            parts.append(f"{_neg(self.gid_inv)}--gid-owner {self._range_text(self.gid)}")
+        if self.suppl:
+            parts.append("--suppl-groups")
+        return " ".join(parts)
+
+    def _fail(self, owner):
+        """Why the match fails for a socket owned by `owner` (None: no socket), or None."""
+        if owner is None:
+            given = [(self.socket, self.socket_inv, "--socket-exists"),
+                     (self.uid is not None, self.uid_inv, "--uid-owner"),
+                     (self.gid is not None, self.gid_inv, "--gid-owner"), (self.suppl, False, "--suppl-groups")]
+            plain = [what for on, inv, what in given if on and not inv]
+            if plain:
+                return (f"the packet has no socket (it was not created on this node): {plain[0]} only matches a "
+                        "packet the node sent")
+            return None
+        uid, gid, groups = owner
+        if self.socket and self.socket_inv:
+            return "the packet has a socket (the node created it), rule wants ! --socket-exists"
+        if self.uid is not None and (self.uid[0] <= uid <= self.uid[1]) == self.uid_inv:
+            return (f"the packet's socket belongs to uid {uid} (kplab: the node's own packets are root's), rule wants "
+                    f"{_neg(self.uid_inv)}{self._range_text(self.uid)}")
+        if self.gid is not None:
+            ok = self.gid[0] <= gid <= self.gid[1] or (self.suppl and any(
+                self.gid[0] <= g <= self.gid[1] for g in groups))
+            if ok == self.gid_inv:
+                return (f"the packet's socket belongs to gid {gid} (kplab: the node's own packets are root's), rule "
+                        f"wants {_neg(self.gid_inv)}{self._range_text(self.gid)}")
+        return None
+
+    def matches(self, pkt, ctx) -> bool:
+        return self._fail(ctx.socket_owner(pkt)) is None
+
+    def why_not(self, pkt, ctx) -> str:
+        return self._fail(ctx.socket_owner(pkt)) or "owner matches"
 
 
 # ==========================================================================

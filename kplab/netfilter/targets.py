@@ -424,6 +424,166 @@ class Log(Target):
 
 
 # --------------------------------------------------------------------------
+# CONNMARK, NFLOG
+
+_CONNMARK_OPS = ("set-xmark", "set-mark", "and-mark", "or-mark", "xor-mark", "save-mark", "restore-mark")
+
+
+@register
+@dataclass(frozen=True)
+class ConnmarkTarget(Target):
+    """Change the connection's mark, or copy marks between packet and connection
+    (xt_connmark, revision 2, as iptables 1.8.9 loads it):
+
+    - set:     ctmark = ((ctmark & ~ctmask) ^ value) shifted
+    - save:    ctmark = (ctmark & ~ctmask) ^ ((packet mark & nfmask) shifted)
+    - restore: packet mark = (packet mark & ~nfmask) ^ ((ctmark & ctmask) shifted)
+
+    A packet without a conntrack entry is left alone. The walk goes on.
+    """
+
+    mode: str = "set"                   # set, save, restore
+    ctmark: int = 0
+    ctmask: int = 0xFFFFFFFF
+    nfmask: int = 0xFFFFFFFF
+    shift_dir: str = "left"
+    shift_bits: int = 0
+
+    name: ClassVar[str] = "CONNMARK"
+    OPTIONS: ClassVar[dict] = {"set-xmark": (1, False), "set-mark": (1, False), "and-mark": (1, False),
+                               "or-mark": (1, False), "xor-mark": (1, False), "save-mark": (0, False),
+                               "restore-mark": (0, False), "ctmask": (1, False), "nfmask": (1, False),
+                               "mask": (1, False), "left-shift-mark": (1, False), "right-shift-mark": (1, False)}
+    terminating: ClassVar[bool] = False
+    needs_conntrack: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        full = 0xFFFFFFFF
+        kw = {"ctmask": full, "nfmask": full}
+        seen = []
+        excl = {op: set(_CONNMARK_OPS) - {op} for op in _CONNMARK_OPS}
+        excl.update(ctmask={"mask"}, nfmask={"mask"}, mask={"ctmask", "nfmask"})
+        for o in opts:
+            clash = next((s for s in seen if s in excl.get(o.name, ())), None)
+            if clash is not None:
+                raise OptionError(f"CONNMARK: option \"--{clash}\" cannot be used together with \"--{o.name}\"")
+            seen.append(o.name)
+            n = o.name
+            if n in ("set-xmark", "set-mark"):
+                try:
+                    v, m = parse_mark(o.value)
+                except OptionError:
+                    raise OptionError(f"CONNMARK: bad integer value for option \"--{n}\" {o.value!r}, or out of "
+                                      "range") from None
+                m = full if m is None else m
+                kw.update(mode="set", ctmark=v, ctmask=m if n == "set-xmark" else (v | m))
+            elif n in ("and-mark", "or-mark", "xor-mark"):
+                v = parse_uint(o.value, 32, f"CONNMARK --{n}")
+                kw.update(mode="set", ctmark={"and-mark": 0}.get(n, v),
+                          ctmask={"and-mark": full & ~v, "or-mark": v, "xor-mark": 0}[n])
+            elif n in ("save-mark", "restore-mark"):
+                kw["mode"] = n[:-5]
+            elif n in ("ctmask", "nfmask"):
+                kw[n] = parse_uint(o.value, 32, f"CONNMARK --{n}")
+            elif n == "mask":
+                kw["ctmask"] = kw["nfmask"] = parse_uint(o.value, 32, "CONNMARK --mask")
+            else:
+                bits = parse_uint(o.value, 8, f"CONNMARK --{n}")
+                if bits > 32:
+                    raise OptionError(f"CONNMARK: bad value for option \"--{n}\", or out of range (0-32)")
+                kw.update(shift_dir=n.split("-")[0], shift_bits=bits)    # the last shift given wins
+        if kw.get("shift_bits", 0) >= 32:
+            raise OptionError(f"CONNMARK: --{kw['shift_dir']}-shift-mark 32: the kernel refuses a shift of 32 bits "
+                              "(Invalid argument)")
+        if "mode" not in kw:
+            raise OptionError("CONNMARK target: No operation specified (--set-xmark, --set-mark, --and-mark, "
+                              "--or-mark, --xor-mark, --save-mark or --restore-mark)")
+        if kw["mode"] == "set":
+            kw["nfmask"] = full                  # not used to set a mark, not saved
+        if not kw.get("shift_bits"):
+            kw.pop("shift_dir", None)
+        return cls(**kw)
+
+    def save(self) -> str:
+        if self.mode == "set":
+            s = f"-j CONNMARK --set-xmark {self.ctmark:#x}/{self.ctmask:#x}"
+        else:
+            s = f"-j CONNMARK --{self.mode}-mark --nfmask {self.nfmask:#x} --ctmask {self.ctmask:#x}"
+        if self.shift_bits:
+            s += f" --{self.shift_dir}-shift-mark {self.shift_bits}"
+        return s
+
+    def shift(self, value: int) -> int:
+        if self.shift_dir == "right":
+            return value >> self.shift_bits
+        return (value << self.shift_bits) & 0xFFFFFFFF
+
+    def apply(self, pkt, ctx):
+        return "CONTINUE", ctx.connmark(self, pkt)
+
+
+@register
+@dataclass(frozen=True)
+class Nflog(Target):
+    """Hand the packet to a userspace logger (ulogd, ...) through netlink group
+    `group`; the walk goes on, as after LOG.
+
+    iptables 1.8.9 (nf_tables) writes an nft `log` expression: a prefix keeps up to
+    127 bytes, `--nflog-range` is dropped (only the legacy backend knew it), and a
+    threshold of 0 is no threshold (all seen on this machine)."""
+
+    group: int = 0
+    prefix: str = ""
+    size: int | None = None
+    threshold: int = 0
+
+    name: ClassVar[str] = "NFLOG"
+    OPTIONS: ClassVar[dict] = {"nflog-group": (1, False), "nflog-prefix": (1, False), "nflog-range": (1, False),
+                               "nflog-size": (1, False), "nflog-threshold": (1, False)}
+    terminating: ClassVar[bool] = False
+
+    @classmethod
+    def from_options(cls, opts, ctx):
+        kw = {}
+        names = {o.name for o in opts}
+        if {"nflog-range", "nflog-size"} <= names:
+            raise OptionError("NFLOG: option \"--nflog-range\" cannot be used together with \"--nflog-size\"")
+        for o in opts:
+            if o.name == "nflog-group":
+                kw["group"] = parse_uint(o.value, 16, "NFLOG --nflog-group")
+            elif o.name == "nflog-threshold":
+                kw["threshold"] = parse_uint(o.value, 16, "NFLOG --nflog-threshold")
+            elif o.name in ("nflog-size", "nflog-range"):
+                n = parse_uint(o.value, 32, f"NFLOG --{o.name}")
+                if o.name == "nflog-size":
+                    kw["size"] = n
+            else:
+                if not o.value:
+                    raise OptionError("NFLOG: --nflog-prefix: argument must have a minimum length of 1 characters")
+                if "\n" in o.value:
+                    raise OptionError("NFLOG: newlines not allowed in --nflog-prefix")
+                kw["prefix"] = o.value.encode()[:127].decode("utf-8", "ignore")
+        return cls(**kw)
+
+    def save(self) -> str:
+        s = "-j NFLOG"
+        if self.prefix:
+            s += f" --nflog-prefix {save_string(self.prefix)}"
+        if self.group:
+            s += f" --nflog-group {self.group}"
+        if self.size is not None:
+            s += f" --nflog-size {self.size}"
+        if self.threshold:
+            s += f" --nflog-threshold {self.threshold}"
+        return s
+
+    def apply(self, pkt, ctx):
+        ctx.nflog(self, pkt)
+        return "CONTINUE", pkt
+
+
+# --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class OpaqueTarget(Target):
