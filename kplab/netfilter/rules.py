@@ -163,6 +163,53 @@ class Rule:
         return f"-A {chain} {s}" if s else f"-A {chain}"
 
 
+_object_new = object.__new__
+
+
+def new_rule(ip: tuple, matches: tuple, target, line, counters) -> Rule:
+    """`Rule(ip, matches, target, line=line, counters=counters)`, three times as fast.
+
+    The parser makes one Rule per line of a dump (170,000 for 10,000 Services),
+    and a frozen dataclass's __init__ sets each field through object.__setattr__;
+    this fills the instance's __dict__ directly. Rule has no __post_init__ and
+    no slots; tests/netfilter/test_fast_path.py checks that both give the same.
+    """
+    r = _object_new(Rule)
+    d = r.__dict__
+    d["ip"] = ip
+    d["matches"] = matches
+    d["target"] = target
+    d["line"] = line
+    d["counters"] = counters
+    return r
+
+
+def new_context(table: str, chain: str, family: int, proto: int, proto_invert: bool) -> RuleContext:
+    """`RuleContext(table, chain, family, proto, proto_invert)`, as `new_rule` makes a Rule
+    (the parser makes one for each module or target it has not seen before)."""
+    c = _object_new(RuleContext)
+    d = c.__dict__
+    d["table"] = table
+    d["chain"] = chain
+    d["family"] = family
+    d["proto"] = proto
+    d["proto_invert"] = proto_invert
+    d["matches"] = ()
+    return c
+
+
+def new_chain(name: str, rules: tuple, policy: str | None) -> "Chain":
+    """`Chain(name, rules, policy)`, as `new_rule` makes a Rule (a dump of 10,000
+    Services has 60,000 chains)."""
+    c = _object_new(Chain)
+    d = c.__dict__
+    d["name"] = name
+    d["rules"] = rules
+    d["policy"] = policy
+    d["counters"] = (0, 0)
+    return c
+
+
 @dataclass(frozen=True)
 class Chain:
     """An ordered list of rules; built-in chains have a policy (ACCEPT or DROP)."""

@@ -6,6 +6,7 @@ jump (`-j CHAIN`) and a goto (`-g CHAIN`) are targets too.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -162,7 +163,20 @@ class NatRange:
         return s
 
 
+#: `A.B.C.D:PORT` as iptables-save prints it (no leading zeros, port 1-99999: checked <= 65535).
+_PLAIN_V4_PORT = re.compile(r"((?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                            r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])):([1-9][0-9]{0,4})\Z")
+
+
 def parse_nat_range(text: str, family: int, what: str) -> NatRange:
+    if family == 4:
+        # the common form (one endpoint of a kube-proxy dump), read without the ipaddress module:
+        # the same NatRange as below, since such an address prints as it is written
+        m = _PLAIN_V4_PORT.match(text)
+        if m is not None:
+            port = int(m.group(2))
+            if port <= 65535:
+                return NatRange(m.group(1), m.group(1), port, port)
     addr_text, port_text = text, None
     if family == 6 and text.startswith("["):
         close = text.find("]")
