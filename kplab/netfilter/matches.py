@@ -1401,6 +1401,9 @@ class Physdev(Match):
     def _given(self, name):
         return next((f for f in self.fields if f[0] == name), None)
 
+    #: The check depends on the chain, so the parser never reuses one rule's object for another.
+    checks_chain: ClassVar[bool] = True
+
     def check(self, ctx):
         """xt_physdev's check: --physdev-out and --physdev-is-out, unless with a plain
         --physdev-is-bridged, are refused in OUTPUT ("only supported in the FORWARD and

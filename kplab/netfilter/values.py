@@ -79,6 +79,8 @@ class AddrMask:
 
 def _fast_v4(text: str):
     """Plain `a.b.c.d[/n]`, the common case, without the ipaddress module."""
+    if not text.isascii():            # str.isdigit() takes "²" and other digits int() refuses
+        return None
     addr, slash, n = text.partition("/")
     parts = addr.split(".")
     if len(parts) != 4:
