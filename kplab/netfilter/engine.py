@@ -16,6 +16,7 @@ here beyond the packet paths themselves:
 from __future__ import annotations
 
 import copy
+import weakref
 from bisect import bisect_left
 import random as _random
 import zlib
@@ -51,7 +52,7 @@ class _DstIndex:
     reported as misses, exactly as if walked.
     """
 
-    __slots__ = ("by_dst", "others", "cache", "chain")
+    __slots__ = ("by_dst", "others", "cache", "chain_ref")
 
     def __init__(self, chain):
         from .matches import Destination
@@ -73,7 +74,8 @@ class _DstIndex:
                     break
             else:
                 others.append(pos)
-        self.by_dst, self.others, self.cache, self.chain = by_dst, others, {}, chain
+        self.by_dst, self.others, self.cache = by_dst, others, {}
+        self.chain_ref = weakref.ref(chain)           # the cache never keeps a chain alive
 
     def candidates(self, dst) -> list:
         key = (dst.version, int(dst))
@@ -89,8 +91,20 @@ class _DstIndex:
 _INDEXES: dict = {}
 
 
+_PREPARED: dict = {}
+
+
 def prepare(ruleset) -> None:
-    """Build the destination index of every long chain now, not in the first trace."""
+    """Build the destination index of every long chain now, not in the first trace.
+
+    Once per Ruleset object: looking through 60,000 chains again for each new Node
+    would cost more than the trace itself."""
+    seen = _PREPARED.get(id(ruleset))
+    if seen is not None and seen() is ruleset:
+        return
+    if len(_PREPARED) > 64:
+        _PREPARED.clear()
+    _PREPARED[id(ruleset)] = weakref.ref(ruleset)     # never keeps a ruleset alive
     for table in ruleset.tables.values():
         for chain in table.chains.values():
             if len(chain.rules) >= INDEX_MIN:
@@ -100,7 +114,7 @@ def prepare(ruleset) -> None:
 def _index_of(chain):
     """The chain's _DstIndex, built once per Chain object (while it lives)."""
     entry = _INDEXES.get(id(chain))
-    if entry is not None and entry.chain is chain:
+    if entry is not None and entry.chain_ref() is chain:
         return entry
     if len(_INDEXES) > 256:
         _INDEXES.clear()
