@@ -163,8 +163,8 @@ def test_test_extra_includes_lab(pyproject):
     assert not missing, f"the test extra runs the notebooks, so it needs all of `lab`; missing {missing}"
 
 
-def test_console_script_is_kplab_cli_main(pyproject):
-    assert pyproject.get("scripts", {}).get("kplab") == "kplab.cli:main"
+def test_console_script_is_kplab_cli_run(pyproject):
+    assert pyproject.get("scripts", {}).get("kplab") == "kplab.cli:run"
 
 
 def test_installed_console_script_matches(pyproject):
