@@ -119,6 +119,21 @@ def sequence(correct, *, why: Callable[[list, list], str] | None = None, praise:
     return check
 
 
+# -- the standard node's addresses (DESIGN section 3), for probes and prompts -------------------
+
+def _standard_addresses():
+    from ..topology import STANDARD
+    pods = {p["name"]: p["ip"] for p in STANDARD["pods"]}
+    peer = STANDARD["peer"]
+    return (STANDARD["node"]["ip"].split("/")[0], pods["client"], pods["backend1"], pods["backend2"],
+            {p["name"]: p["ip"] for p in peer["pods"]}["remote1"],
+            {e["name"]: e["ip"] for e in peer["externals"]}["external"])
+
+
+#: The node 192.168.0.2, its Pods client, backend1, backend2, the peer's Pod remote1, the host external.
+NODE, CLIENT, BACKEND1, BACKEND2, REMOTE1, EXTERNAL = _standard_addresses()
+
+
 # -- rules: the learner's rules, run through the simulator -------------------------------------
 
 @dataclass(frozen=True)

@@ -12,10 +12,7 @@ from ..node import Node
 from ._core import Exercise, wrong
 from .checks import Probe, rules, sequence
 
-NODE = "192.168.0.2"          # the standard node's IP (DESIGN section 3)
-CLIENT = "10.244.1.7"         # Pods on this node: client, backend1 10.244.1.3, backend2 10.244.1.4
-REMOTE1 = "10.244.2.5"        # a Pod on the peer node 192.168.0.3
-EXTERNAL = "198.51.100.10"    # a host outside the cluster
+from .checks import EXTERNAL, NODE, REMOTE1  # the standard node (DESIGN section 3)
 
 #: Pods leaving the cluster take the node's address (every Kubernetes node has such a rule).
 MASQUERADE_PODS = "-A POSTROUTING -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE"

@@ -12,9 +12,7 @@ from ..netfilter.iptables_save import save
 from ._core import Exercise
 from .checks import Probe, choice, rules
 
-NODE = "192.168.0.2"
-CLIENT, BACKEND1, BACKEND2 = "10.244.1.7", "10.244.1.3", "10.244.1.4"
-EXTERNAL = "198.51.100.10"
+from .checks import BACKEND1, BACKEND2, EXTERNAL, NODE  # the standard node (DESIGN section 3)
 
 EMPTY_FILTER = """*filter
 :INPUT ACCEPT [0:0]

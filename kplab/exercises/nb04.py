@@ -12,9 +12,7 @@ from ..node import Node
 from ._core import Exercise
 from .checks import Probe, choice, rules
 
-NODE = "192.168.0.2"
-CLIENT, BACKEND1, BACKEND2 = "10.244.1.7", "10.244.1.3", "10.244.1.4"
-EXTERNAL = "198.51.100.10"
+from .checks import BACKEND1, BACKEND2, CLIENT, EXTERNAL  # the standard node (DESIGN section 3)
 BUILTIN = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
 
 # -- 4.1 predict: RETURN in a chain reached by -g ---------------------------------------------
