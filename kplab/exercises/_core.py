@@ -135,9 +135,6 @@ class Exercise:
         n = p["hints"]
         return Reveal(f"Hint {n} of {len(self.hints)}: {self.hints[n - 1]}")
 
-    def hints_shown(self) -> int:
-        return _progress(self.id)["hints"]
-
     def solution(self) -> "Reveal":
         """The answer with its explanation, on request."""
         _progress(self.id)["solution"] = True
@@ -147,6 +144,7 @@ class Exercise:
         return f"Solution to {self.id} ({self.title}): {self.explanation}".rstrip()
 
     def reset(self) -> None:
+        """Start this exercise over: hints from the first again."""
         _PROGRESS.pop(self.id, None)
 
     def show(self) -> "Reveal":

@@ -143,7 +143,6 @@ class Probe:
     `verdict` is the expected ACCEPT, DROP or REJECT; `delivered_to`,
     `dnat_to` and `masquerade` are checked when given. With `reply=True`
     the packet is sent (and committed), then its reply is checked instead.
-    `before` lists probes sent first on the same node (to set up state).
     """
 
     label: str
@@ -244,9 +243,10 @@ def merge_rules(base: str, added: dict) -> str:
 
 
 def rules(probes, *, base: str = "", table: str = "filter", topology=None,
-          structure: Callable[[Any, str], str | None] | None = None, praise: str = "",
-          fresh_node: bool = True) -> Callable[[Any], Feedback]:
-    """Load the learner's rules (see `as_ruleset_text`), send every probe, compare.
+          structure: Callable[[Any, str], str | None] | None = None,
+          praise: str = "") -> Callable[[Any], Feedback]:
+    """Load the learner's rules (see `as_ruleset_text`), send every probe, each through a fresh
+    node (a probe's `reply` sets up its own connection), compare.
 
     `structure(ruleset, text)` may return a sentence when the rules work but
     are not built the way the exercise asks (e.g. "use a user-defined chain").
@@ -262,11 +262,8 @@ def rules(probes, *, base: str = "", table: str = "filter", topology=None,
         except KplabError as exc:
             return wrong(f"Your rules do not load: {exc}", _numbered(text))
         details, first = [], None
-        node = None
         for probe in probes:
-            if node is None or fresh_node:
-                node = Node(ruleset, topology)
-            trace = probe.run(node)
+            trace = probe.run(Node(ruleset, topology))
             diffs = probe.differences(trace)
             details.append(f"{'✓' if not diffs else '✗'} {probe.label}: {outcome(trace)}")
             if diffs and first is None:

@@ -66,6 +66,8 @@ def test_hints_are_graded_then_point_to_the_solution(ex):
     assert "solution" in str(ex.hint())
     assert ex.explanation in str(ex.solution())
     assert exercises.progress()[ex.id]["solution"] is True
+    ex.reset()
+    assert ex.id not in exercises.progress() and str(ex.hint()).startswith("Hint 1 of")
 
 
 def test_instructor_mode_shows_solutions(monkeypatch):
